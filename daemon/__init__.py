@@ -1,0 +1,5 @@
+"""yprov-hpc's node processes: the sidecar (and, later, the aggregator).
+
+Installed as ``yprov_daemon`` (the name ``daemon`` belongs to python-daemon). It imports
+``yprov_hpc``; ``yprov_hpc`` never imports it, it starts it as a process.
+"""

@@ -1,0 +1,213 @@
+"""The node sidecar: ROUTER socket -> journal -> ack.
+
+One thread owns the socket and the journal. Each loop drains what has arrived, appends every
+valid batch to the node journal, flushes the journal to the OS once, then acks those batches:
+an ack always means "in the journal". Malformed messages are counted and dropped; the sidecar
+keeps running. SIGTERM/SIGINT stop it after a last drain and an fsync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import psutil
+import zmq
+
+from yprov_hpc.codec import decode_body, decode_header, encode_ack
+from yprov_hpc.errors import DecodeError
+from yprov_hpc.events import Kind
+from yprov_hpc.journal import JournalWriter
+from yprov_hpc.layout import RunLayout
+
+log = logging.getLogger("yprov_daemon")
+
+DRAIN_MAX = 2000  # messages handled per loop before flushing and acking
+PID_CHECK_S = 1.0
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """Checked at start; fixed for the sidecar's life."""
+
+    layout: RunLayout
+    node: str
+    endpoint: str
+    embedded: bool = False
+    idle_timeout_s: float = 120.0
+
+
+@dataclass
+class SidecarStats:
+    """Counters logged at stop and written into the ready file's successor (stats file)."""
+
+    batches: int = 0
+    events: int = 0
+    malformed: int = 0
+    bytes_journaled: int = 0
+
+
+@dataclass
+class _RankState:
+    pid: int | None = None
+    world_size: int = 1
+    said_bye: bool = False
+
+
+@dataclass
+class Sidecar:
+    """The node's receiver and journal writer."""
+
+    settings: SidecarSettings
+    stats: SidecarStats = field(default_factory=SidecarStats)
+    _stop: bool = False
+    _ranks: dict[int, _RankState] = field(default_factory=dict)
+    _last_message: float = field(default_factory=time.monotonic)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: draining and stopping", signum)
+        self._stop = True
+
+    def serve(self) -> int:
+        """Bind, announce readiness, serve until stopped; returns the exit code."""
+        s = self.settings
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        if s.endpoint.startswith("ipc://"):
+            path = s.endpoint[len("ipc://") :]
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket of a dead sidecar (the ready file was checked)
+            old = os.umask(0o077)
+            try:
+                sock.bind(s.endpoint)
+            finally:
+                os.umask(old)
+        else:
+            sock.bind(s.endpoint)
+        journal = JournalWriter(s.layout.node_journal(s.node))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self._write_ready()
+        log.info("serving %s on node %s, journal %s", s.endpoint, s.node, journal.path)
+        started = time.monotonic()
+        last_pid_check = started
+        try:
+            while not self._stop:
+                if sock.poll(100, zmq.POLLIN):
+                    self._drain(sock, journal)
+                if s.embedded:
+                    now = time.monotonic()
+                    if now - last_pid_check >= PID_CHECK_S or self._all_done():
+                        last_pid_check = now
+                        if self._should_exit(now - started):
+                            break
+            self._drain(sock, journal)  # a last drain after a signal
+        finally:
+            journal.close()
+            sock.close()
+            ctx.term()
+            s.layout.sidecar_info(s.node).unlink(missing_ok=True)
+            log.info(
+                "stopped: %d batches, %d events, %d malformed, %d bytes journaled",
+                self.stats.batches,
+                self.stats.events,
+                self.stats.malformed,
+                self.stats.bytes_journaled,
+            )
+        return 0
+
+    def _write_ready(self) -> None:
+        s = self.settings
+        me = psutil.Process()
+        info = {
+            "endpoint": s.endpoint,
+            "pid": me.pid,
+            "pid_create_time": me.create_time(),
+            "node": s.node,
+            "embedded": s.embedded,
+        }
+        path = s.layout.sidecar_info(s.node)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, path)
+
+    def _drain(self, sock: Any, journal: JournalWriter) -> None:
+        acks: list[tuple[bytes, bytes]] = []
+        for _ in range(DRAIN_MAX):
+            try:
+                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            accepted = self._accept(frames, journal)
+            if accepted is not None:
+                acks.append(accepted)
+        if not acks:
+            return
+        journal.flush()
+        for identity, ack_bytes in acks:
+            # if the ack cannot go out, the rank resends or spills; the batch is journaled anyway
+            with contextlib.suppress(zmq.ZMQError):
+                sock.send_multipart([identity, ack_bytes], flags=zmq.NOBLOCK)
+
+    def _accept(self, frames: list[bytes], journal: JournalWriter) -> tuple[bytes, bytes] | None:
+        if len(frames) != 3:
+            self.stats.malformed += 1
+            return None
+        identity, header_bytes, body_bytes = frames
+        self._last_message = time.monotonic()
+        try:
+            header = decode_header(header_bytes)
+            events = decode_body(body_bytes, header)
+        except DecodeError as exc:
+            self.stats.malformed += 1
+            if self.stats.malformed <= 3:
+                log.warning("dropped a malformed message: %s", exc.reason)
+            return None
+        journal.append(header_bytes, body_bytes)
+        self.stats.batches += 1
+        self.stats.events += header.n_events
+        self.stats.bytes_journaled += len(header_bytes) + len(body_bytes)
+        self._track(header.rank, events)
+        return identity, encode_ack(header.stream, header.seq_start, header.n_events)
+
+    def _track(self, rank: int, events: list[list[Any]]) -> None:
+        for event in events:
+            kind = event[0]
+            if kind == Kind.HELLO and len(event) >= 3 and isinstance(event[2], dict):
+                info = event[2]
+                state = self._ranks.setdefault(rank, _RankState())
+                state.pid = info.get("pid") if isinstance(info.get("pid"), int) else None
+                state.world_size = int(info.get("world_size", 1) or 1)
+                state.said_bye = False
+            elif kind == Kind.BYE:
+                self._ranks.setdefault(rank, _RankState()).said_bye = True
+
+    def _all_done(self) -> bool:
+        if not self._ranks:
+            return False
+        expected = max(state.world_size for state in self._ranks.values())
+        return len(self._ranks) >= expected and all(st.said_bye for st in self._ranks.values())
+
+    def _should_exit(self, alive_s: float) -> bool:
+        if not self._ranks:
+            return alive_s > self.settings.idle_timeout_s
+        if self._all_done():
+            log.info("every rank said bye: stopping")
+            return True
+        expected = max(state.world_size for state in self._ranks.values())
+        if len(self._ranks) < expected:  # some ranks have not said hello yet
+            return time.monotonic() - self._last_message > self.settings.idle_timeout_s
+        for state in self._ranks.values():
+            if not state.said_bye and (state.pid is None or psutil.pid_exists(state.pid)):
+                return False
+        log.info("every rank ended or died: stopping")
+        return True

@@ -1,0 +1,73 @@
+"""yprov-hpc: provenance of ML training runs as W3C PROV-JSON, from a laptop to 500+ GPUs.
+
+A drop-in for yProv4ML's ``prov4ml`` API::
+
+    import yprov_hpc as prov4ml
+    prov4ml.start_run(prov_user_namespace="www.example.org", experiment_name="mnist")
+    prov4ml.log_metric("loss", 0.3, context=prov4ml.Context.TRAINING, step=1)
+    prov4ml.end_run(create_graph=True)
+
+Importing this package is cheap: ZeroMQ, msgpack and everything heavier load when a run starts.
+"""
+
+from __future__ import annotations
+
+from .api import (
+    active_run,
+    end_run,
+    get_run_dir,
+    log_artifact,
+    log_carbon_metrics,
+    log_current_execution_time,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    log_system_metrics,
+    start_run,
+)
+from .context import Context
+from .errors import (
+    ArtifactNotFoundError,
+    ConfigError,
+    DecodeError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    MetricValueError,
+    NoActiveRunError,
+    ParamConflictError,
+    RunAlreadyActiveError,
+    YProvError,
+)
+from .run import Run, RunReport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactNotFoundError",
+    "ConfigError",
+    "Context",
+    "DecodeError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "MetricValueError",
+    "NoActiveRunError",
+    "ParamConflictError",
+    "Run",
+    "RunAlreadyActiveError",
+    "RunReport",
+    "YProvError",
+    "__version__",
+    "active_run",
+    "end_run",
+    "get_run_dir",
+    "log_artifact",
+    "log_carbon_metrics",
+    "log_current_execution_time",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_system_metrics",
+    "start_run",
+]

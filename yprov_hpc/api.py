@@ -1,0 +1,218 @@
+"""The prov4ml-compatible module-level API: ``import yprov_hpc as prov4ml``.
+
+These functions act on the process's active Run (the one ``start_run`` returned). The Run
+object offers the same verbs for code that prefers not to use module state.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import config as _config
+from .context import Context
+from .errors import NoActiveRunError, RunAlreadyActiveError
+from .ranks import discover, shared_run_key
+from .run import Run, RunReport, new_run_id
+
+log = logging.getLogger("yprov_hpc")
+
+_active: Run | None = None
+_ended: bool = False
+_hooks_installed = False
+_previous_sigterm: Any = None
+
+
+def _require(call: str) -> Run:
+    run = _active
+    if run is None:
+        raise NoActiveRunError(call, "the run has ended" if _ended else "no run is active")
+    return run
+
+
+def start_run(
+    prov_user_namespace: str | None = None,
+    experiment_name: str | None = None,
+    provenance_save_dir: str | os.PathLike[str] | None = None,
+    collect_all_processes: bool = False,
+    save_after_n_logs: int | None = 100,
+    rank: int | None = None,
+    *,
+    world_size: int | None = None,
+    local_rank: int | None = None,
+    run_id: str | None = None,
+    sidecar: str | None = None,
+    end_timeout_s: float | None = None,
+    handle_sigterm: bool | None = None,
+    auto_merge: bool | None = None,
+) -> Run:
+    """Start recording this rank's provenance and return its Run.
+
+    Arguments and their order are those of yProv4ML's ``prov4ml.start_run``. Every rank
+    records (there is no rank-0-only mode); ``collect_all_processes=True`` additionally writes
+    one combined document with every rank's document as a bundle. ``save_after_n_logs`` is
+    the number of buffered events that wakes the sender to ship a batch (events also ship
+    every 0.25 s). The keyword-only settings override ``YPROV_*`` variables (see
+    docs/configuration.md). Usable as ``with start_run(...) as run:``.
+    """
+    global _active, _ended
+    if _active is not None and _active.active:
+        raise RunAlreadyActiveError(str(_active.run_dir))
+    cfg = _config.resolve(
+        {
+            "namespace": prov_user_namespace,
+            "experiment": experiment_name,
+            "save_dir": provenance_save_dir,
+            "collect_all_processes": collect_all_processes,
+            "batch_events": save_after_n_logs,
+            "run_id": run_id,
+            "sidecar": sidecar,
+            "end_timeout_s": end_timeout_s,
+            "handle_sigterm": handle_sigterm,
+            "auto_merge": auto_merge,
+        }
+    )
+    placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)
+    rid = cfg.run_id or shared_run_key(placement) or new_run_id()
+    run = Run(cfg, placement, rid)
+    _active = run
+    _ended = False
+    _install_hooks(cfg.handle_sigterm)
+    return run
+
+
+def end_run(create_graph: bool = False, create_svg: bool = False) -> RunReport:
+    """End the active run: deliver every event, write this rank's done marker, and (on the last
+    rank to end) merge the run into PROV-JSON documents. DOT graphs are always written;
+    ``create_svg`` also renders SVG with Graphviz. Returns where the provenance went."""
+    global _active, _ended
+    run = _require("end_run")
+    try:
+        return run.end_run(create_graph=create_graph, create_svg=create_svg)
+    finally:
+        _active = None
+        _ended = True
+
+
+def active_run() -> Run | None:
+    """The process's active Run, or None."""
+    return _active
+
+
+def get_run_dir() -> Path:
+    """The active run's directory."""
+    return _require("get_run_dir").run_dir
+
+
+def log_metric(key: str, value: float, context: Context | str | None = None, step: int | None = None) -> None:
+    """Record one value of a metric (the hot path: appends to a buffer and returns)."""
+    run = _active
+    if run is None:
+        raise NoActiveRunError("log_metric", "the run has ended" if _ended else "no run is active")
+    run.log_metric(key, value, context, step)
+
+
+def log_metrics(
+    metrics: Mapping[str, float], context: Context | str | None = None, step: int | None = None
+) -> None:
+    """Record several metrics at one step."""
+    _require("log_metrics").log_metrics(metrics, context, step)
+
+
+def log_param(key: str, value: Any) -> None:
+    """Record a one-time input; the same key with another value raises ParamConflictError."""
+    _require("log_param").log_param(key, value)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Record several params."""
+    _require("log_params").log_params(params)
+
+
+def log_artifact(
+    artifact_path: str | os.PathLike[str],
+    context: Context | str | None = None,
+    step: int | None = None,
+    timestamp: float | None = None,
+) -> None:
+    """Record a file or directory with its size and sha256."""
+    _require("log_artifact").log_artifact(artifact_path, context, step, timestamp)
+
+
+def log_current_execution_time(
+    label: str, context: Context | str | None = None, step: int | None = None
+) -> None:
+    """Record the seconds since start_run under a label."""
+    _require("log_current_execution_time").log_current_execution_time(label, context, step)
+
+
+def log_system_metrics(context: Context | str | None = None, step: int | None = None) -> None:
+    """Mark this moment for system metrics (sampled by the node sidecar, joined at merge)."""
+    _require("log_system_metrics").log_system_metrics(context, step)
+
+
+def log_carbon_metrics(context: Context | str | None = None, step: int | None = None) -> None:
+    """Mark this moment for energy and carbon metrics (from the node sidecar, joined at merge)."""
+    _require("log_carbon_metrics").log_carbon_metrics(context, step)
+
+
+# --- process hooks: SIGTERM, interpreter exit, fork -----------------------------------------
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    run = _active
+    if run is not None and run.active:
+        log.warning("yprov: SIGTERM: ending the run so that everything logged so far is kept")
+        try:
+            end_run_with_status("killed")
+        except Exception:
+            log.exception("yprov: could not end the run on SIGTERM")
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def end_run_with_status(status: str) -> RunReport | None:
+    """End the active run with an explicit status (used by hooks and integrations)."""
+    global _active, _ended
+    run = _active
+    if run is None or not run.active:
+        return None
+    try:
+        return run.end_run(status=status)
+    finally:
+        _active = None
+        _ended = True
+
+
+def _at_exit() -> None:
+    if _active is not None and _active.active:
+        status = "failed" if getattr(sys, "last_value", None) is not None else "exited without end_run"
+        end_run_with_status(status)
+
+
+def _after_fork_in_child() -> None:
+    if _active is not None and _active.active:
+        _active.after_fork_in_child()
+
+
+def _install_hooks(handle_sigterm: bool) -> None:
+    global _hooks_installed, _previous_sigterm
+    if handle_sigterm and threading.current_thread() is threading.main_thread():
+        current = signal.getsignal(signal.SIGTERM)
+        if current is not _on_sigterm:
+            _previous_sigterm = current
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    if not _hooks_installed:
+        atexit.register(_at_exit)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _hooks_installed = True

@@ -1,0 +1,103 @@
+"""The ``yprov`` command: sidecar, merge, validate, graph."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+_FILES = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="yprov-hpc")
+def main() -> None:
+    """yprov-hpc: provenance of ML training runs as W3C PROV-JSON.
+
+    Training code records with `import yprov_hpc as prov4ml`; these commands run the node
+    sidecar, merge a run's journals into PROV documents, and check or draw documents.
+    """
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sidecar(args: tuple[str, ...]) -> None:
+    """Run a node sidecar (see `yprov sidecar --help`)."""
+    # The sidecar is its own process (package yprov_daemon); yprov_hpc never imports it.
+    os.execv(sys.executable, [sys.executable, "-m", "yprov_daemon", *args])
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--svg/--no-svg", default=None, help="Render SVG graphs [default: as the run asked].")
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+def merge(run_dir: Path, svg: bool | None, quiet: bool) -> None:
+    """Merge RUN_DIR's journals and spools into per-rank PROV-JSON and the collection.
+
+    Safe to re-run, and to run on partial data: missing ranks and lost events are reported
+    here, in merge_report.json and in the collection document.
+    """
+    from .merge import merge_run
+
+    result = merge_run(run_dir, create_svg=svg, progress=not quiet and sys.stderr.isatty())
+    for problem in result.problems:
+        click.secho(f"problem: {problem}", fg="yellow", err=True)
+    if not quiet:
+        events = sum(d.events for d in result.ranks.values())
+        click.echo(f"merged {len(result.documents)} rank(s), {events} events in {result.seconds:.2f} s")
+        if result.collection:
+            click.echo(f"collection: {result.collection}")
+        for doc in result.documents:
+            click.echo(f"rank document: {doc}")
+    sys.exit(0 if result.documents else 1)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=_FILES)
+def validate(files: tuple[Path, ...]) -> None:
+    """Check PROV-JSON FILES: W3C PROV-JSON schema, prov parse, PROV-XML schema.
+
+    Exits 1 if any file fails.
+    """
+    from .validate import validate_file
+
+    failed = 0
+    for path in files:
+        result = validate_file(path)
+        if result.ok:
+            click.echo(f"ok    {path} ({result.records} records)")
+        else:
+            failed += 1
+            click.secho(f"FAIL  {path}", fg="red")
+            for error in result.errors:
+                click.echo(f"      {error}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=_FILES)
+@click.option("--svg", is_flag=True, help="Also render SVG with Graphviz.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output directory [default: next to each file].",
+)
+def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
+    """Draw PROV-JSON FILES as DOT (and SVG)."""
+    from .graph import write_graphs
+
+    problems_seen = 0
+    for path in files:
+        written, problems = write_graphs([path], out or path.parent, svg=svg)
+        for w in written:
+            click.echo(str(w))
+        for p in problems:
+            problems_seen += 1
+            click.secho(f"problem: {p}", fg="yellow", err=True)
+    sys.exit(1 if problems_seen else 0)

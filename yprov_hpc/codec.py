@@ -1,0 +1,100 @@
+"""The one codec: msgpack bytes <-> batches and acks, with version checks.
+
+Decoding never trusts its input: garbage, unknown versions and wrong shapes raise
+``DecodeError``; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError
+from .events import MSG_ACK, MSG_BATCH, SCHEMA_VERSION, SUPPORTED_VERSIONS, BatchHeader, Event
+
+__all__ = ["decode_ack", "decode_body", "decode_header", "encode_ack", "encode_batch"]
+
+_HEADER_LEN = 9
+_MAX_HEADER_BYTES = 4096
+
+
+def encode_batch(
+    run_id: str,
+    rank: int,
+    node: str,
+    stream: int,
+    seq_start: int,
+    events: Sequence[Event],
+    sent_ts_ns: int,
+) -> tuple[bytes, bytes]:
+    """Pack a batch into its (header, body) frames."""
+    header = msgpack.packb(
+        [SCHEMA_VERSION, MSG_BATCH, run_id, rank, node, stream, seq_start, len(events), sent_ts_ns]
+    )
+    body = msgpack.packb(events, use_bin_type=True)
+    return header, body
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise DecodeError(f"{what} is not msgpack ({type(exc).__name__}: {exc})") from None
+
+
+def decode_header(data: bytes) -> BatchHeader:
+    """Decode and check a batch header."""
+    if len(data) > _MAX_HEADER_BYTES:
+        raise DecodeError(f"header of {len(data)} bytes is larger than {_MAX_HEADER_BYTES}")
+    obj = _unpack(data, "header")
+    if not isinstance(obj, list) or len(obj) < 2:
+        raise DecodeError(f"header is a {type(obj).__name__}, not an array")
+    version, msg = obj[0], obj[1]
+    if version not in SUPPORTED_VERSIONS:
+        raise DecodeError(f"unknown schema version {version!r} (supported: {sorted(SUPPORTED_VERSIONS)})")
+    if msg != MSG_BATCH:
+        raise DecodeError(f"message type {msg!r} is not a batch")
+    if len(obj) != _HEADER_LEN:
+        raise DecodeError(f"batch header has {len(obj)} fields, expected {_HEADER_LEN}")
+    _, _, run_id, rank, node, stream, seq_start, n_events, sent = obj
+    ints = (rank, stream, seq_start, n_events, sent)
+    if not (isinstance(run_id, str) and isinstance(node, str)) or not all(type(i) is int for i in ints):
+        raise DecodeError("batch header fields have wrong types")
+    if rank < 0 or seq_start < 0 or n_events < 1:
+        raise DecodeError(f"batch header out of range (rank={rank}, seq={seq_start}, n={n_events})")
+    return BatchHeader(version, run_id, rank, node, stream, seq_start, n_events, sent)
+
+
+def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
+    """Decode a batch body and check it against its header."""
+    obj = _unpack(data, "body")
+    if not isinstance(obj, list):
+        raise DecodeError(f"body is a {type(obj).__name__}, not an array")
+    if len(obj) != header.n_events:
+        raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
+    for event in obj:
+        if not isinstance(event, list) or len(event) < 2 or type(event[0]) is not int:
+            raise DecodeError(f"malformed event {event!r:.80}")
+    return obj
+
+
+def encode_ack(stream: int, seq_start: int, n_events: int) -> bytes:
+    """Pack the ack of one batch."""
+    packed: bytes = msgpack.packb([SCHEMA_VERSION, MSG_ACK, stream, seq_start, n_events])
+    return packed
+
+
+def decode_ack(data: bytes) -> tuple[int, int, int]:
+    """Decode an ack into (stream, seq_start, n_events)."""
+    obj = _unpack(data, "ack")
+    if (
+        not isinstance(obj, list)
+        or len(obj) != 5
+        or obj[0] not in SUPPORTED_VERSIONS
+        or obj[1] != MSG_ACK
+        or not all(type(i) is int for i in obj[2:])
+    ):
+        raise DecodeError(f"not an ack: {obj!r:.80}")
+    return obj[2], obj[3], obj[4]

@@ -1,0 +1,351 @@
+"""The merge: journals and spools -> per-rank PROV-JSON, series files and the collection.
+
+Two passes keep memory bounded by one rank's data: an index pass reads every frame's header
+(and checks its checksum), then each rank's batches are read back by offset, de-duplicated on
+(rank, stream, seq) and folded. Re-running the merge gives the same result (it only reads the
+journals); missing ranks and lost events are reported in the output, not raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .codec import decode_body, decode_header
+from .errors import DecodeError
+from .journal import ReadReport, read_frame_at, read_frames
+from .layout import RunLayout
+from .provmap import DocumentBuilder, ncname, qname, run_id_of
+from .rankdoc import RankDelivery, RankFold, write_rank
+from .series import sha256_of
+from .sidecar_client import read_ready_file
+
+log = logging.getLogger("yprov_hpc")
+
+
+@dataclass(frozen=True)
+class _Frame:
+    path: Path
+    offset: int
+    stream: int
+    seq_start: int
+    n_events: int
+
+
+@dataclass
+class MergeResult:
+    """What a merge wrote and what it found wrong."""
+
+    run_dir: Path
+    documents: list[Path] = field(default_factory=list)
+    collection: Path | None = None
+    combined: Path | None = None
+    graphs: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    ranks: dict[int, RankDelivery] = field(default_factory=dict)
+    missing_ranks: list[int] = field(default_factory=list)
+    journals: list[ReadReport] = field(default_factory=list)
+    malformed_frames: int = 0
+    seconds: float = 0.0
+
+
+def _index(layout: RunLayout, result: MergeResult) -> dict[int, list[_Frame]]:
+    frames: dict[int, list[_Frame]] = defaultdict(list)
+    for path in sorted(layout.journal_dir.glob("*.journal")):
+        report = ReadReport(path)
+        for offset, header_bytes, _body in read_frames(path, report):
+            try:
+                h = decode_header(header_bytes)
+            except DecodeError:
+                result.malformed_frames += 1
+                continue
+            frames[h.rank].append(_Frame(path, offset, h.stream, h.seq_start, h.n_events))
+        result.journals.append(report)
+        if report.torn_bytes:
+            result.problems.append(f"{path.name}: cut {report.torn_bytes} bytes at the end ({report.reason})")
+    return frames
+
+
+def _fold_rank(rank: int, frames: list[_Frame], delivery: RankDelivery, result: MergeResult) -> RankFold:
+    fold = RankFold(rank)
+    by_stream: dict[int, list[_Frame]] = defaultdict(list)
+    for fr in frames:
+        by_stream[fr.stream].append(fr)
+    for stream, items in by_stream.items():
+        items.sort(key=lambda f: (f.seq_start, -f.n_events))
+        expected = 0
+        for fr in items:
+            end = fr.seq_start + fr.n_events
+            if end <= expected:
+                delivery.duplicates += fr.n_events
+                continue
+            skip = max(0, expected - fr.seq_start)
+            if fr.seq_start > expected:
+                delivery.gaps.append((stream, expected, fr.seq_start - 1))
+            header_bytes, body_bytes = read_frame_at(fr.path, fr.offset)
+            try:
+                events = decode_body(body_bytes, decode_header(header_bytes))
+            except DecodeError:
+                result.malformed_frames += 1
+                delivery.gaps.append((stream, fr.seq_start, end - 1))
+                expected = max(expected, end)
+                continue
+            delivery.duplicates += skip
+            for ev in events[skip:] if skip else events:
+                fold.add(ev)
+            delivery.events += fr.n_events - skip
+            expected = end
+        sent = delivery.done.get("delivery", {}).get("events")
+        if delivery.done.get("stream") == stream and isinstance(sent, int) and sent > expected:
+            delivery.missing_at_end += sent - expected
+    return fold
+
+
+def _done_markers(layout: RunLayout) -> dict[int, dict[str, Any]]:
+    markers: dict[int, dict[str, Any]] = {}
+    for path in layout.journal_dir.glob("rank*.done"):
+        try:
+            data = json.loads(path.read_text())
+            markers[int(data["rank"])] = data
+        except (OSError, ValueError, KeyError):
+            continue
+    return markers
+
+
+def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = False) -> MergeResult:
+    """Merge a run directory's journals and spools into its PROV output; idempotent."""
+    began = time.monotonic()
+    layout = RunLayout.open(run_dir)
+    if not layout.journal_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
+    result = MergeResult(layout.root)
+    frames = _index(layout, result)
+    done = _done_markers(layout)
+    world_size = max([int(d.get("world_size", 1)) for d in done.values()] + [max(frames, default=-1) + 1, 1])
+    folds: dict[int, RankFold] = {}
+    ranks = sorted(frames)
+    bar = _progress(progress, len(ranks))
+    for rank in ranks:
+        delivery = RankDelivery(done=done.get(rank, {}))
+        fold = _fold_rank(rank, frames[rank], delivery, result)
+        world_size = max(world_size, int(fold.start.get("world_size", 1) or 1))
+        result.documents.append(write_rank(layout, fold, delivery))
+        result.ranks[rank] = delivery
+        folds[rank] = _slim(fold)
+        if delivery.gaps or delivery.missing_at_end:
+            lost = sum(b - a + 1 for _, a, b in delivery.gaps) + delivery.missing_at_end
+            result.problems.append(f"rank {rank}: {lost} events missing (gaps {delivery.gaps[:5]})")
+        if not fold.status and rank not in done:
+            result.problems.append(f"rank {rank}: no end_run recorded (killed?); kept all events received")
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    result.missing_ranks = [r for r in range(world_size) if r not in frames]
+    if result.missing_ranks:
+        result.problems.append(f"ranks with no events at all: {result.missing_ranks}")
+    if result.malformed_frames:
+        result.problems.append(f"{result.malformed_frames} malformed frames skipped")
+    if folds:
+        result.collection = _write_collection(layout, folds, result, world_size)
+        if any(f.start.get("collect_all_processes") for f in folds.values()):
+            result.combined = _write_combined(layout, result)
+    want_svg = (
+        create_svg
+        if create_svg is not None
+        else any(bool(f.end_flags.get("create_svg")) for f in folds.values())
+    )
+    from .graph import write_graphs
+
+    paths = [*result.documents, *([result.collection] if result.collection else [])]
+    result.graphs, graph_problems = write_graphs(paths, layout.graph_dir, svg=want_svg)
+    result.problems.extend(graph_problems)
+    result.seconds = time.monotonic() - began
+    _write_report(layout, result, world_size)
+    return result
+
+
+def _slim(fold: RankFold) -> RankFold:
+    """Keep what the collection needs; drop the series columns (bounded memory across ranks)."""
+    slim = RankFold(
+        fold.rank,
+        start=fold.start,
+        start_ns=fold.start_ns,
+        end_ns=fold.end_ns,
+        last_ns=fold.last_ns,
+        status=fold.status,
+        end_flags=fold.end_flags,
+    )
+    slim.environment = {k: fold.environment.get(k) for k in ("host", "user")}
+    return slim
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import Progress
+
+    class _Bar:
+        def __init__(self) -> None:
+            self._p = Progress(transient=True)
+            self._p.start()
+            self._task = self._p.add_task("merging ranks", total=total)
+
+        def update(self, n: int) -> None:
+            self._p.update(self._task, advance=n)
+
+        def close(self) -> None:
+            self._p.stop()
+
+    return _Bar()
+
+
+def _write_collection(
+    layout: RunLayout, folds: dict[int, RankFold], result: MergeResult, world_size: int
+) -> Path:
+    any_fold = next(iter(folds.values()))
+    info = any_fold.start
+    run_id = str(info.get("run_id") or layout.root.name)
+    b = DocumentBuilder(str(info.get("namespace") or "http://example.org/"), layout.experiment, run_id)
+    starts = [f.start_ns for f in folds.values() if f.start_ns]
+    ends = [f.end_ns or f.last_ns for f in folds.values() if f.end_ns or f.last_ns]
+    nodes = sorted({str(f.start.get("node")) for f in folds.values() if f.start.get("node")})
+    statuses = {
+        r: (f.status or str(result.ranks[r].done.get("status") or "incomplete")) for r, f in folds.items()
+    }
+    job = b.activity(
+        run_id_of("job"),
+        min(starts) if starts else None,
+        max(ends) if ends else None,
+        {
+            "prov:type": qname("yprov:Job"),
+            "prov:label": f"{layout.experiment} run {run_id}",
+            "yprov:run_id": run_id,
+            "yprov:experiment": layout.experiment,
+            "yprov:world_size": world_size,
+            "yprov:nodes": nodes,
+            "yprov:launcher": info.get("launcher"),
+            "yprov:parent_run": info.get("parent_run"),
+            "yprov:slurm_job_id": run_id[5:].split(".")[0] if run_id.startswith("slurm") else None,
+        },
+    )
+    coll = b.entity(
+        run_id_of("collection"),
+        {
+            "prov:type": qname("prov:Collection"),
+            "prov:label": f"provenance of {layout.experiment} run {run_id}",
+            "yprov:world_size": world_size,
+            "yprov:ranks_found": len(folds),
+            "yprov:ranks_missing": result.missing_ranks or None,
+            "yprov:problems": result.problems or None,
+        },
+    )
+    b.generated(coll, job, max(ends) if ends else None)
+    for node in nodes:
+        b.entity(run_id_of(f"node.{node}"), {"prov:type": qname("yprov:Node"), "prov:label": node})
+    for rank, path in zip(sorted(folds), result.documents, strict=True):
+        fold = folds[rank]
+        act = b.activity(
+            run_id_of(f"rank{rank}"),
+            fold.start_ns,
+            fold.end_ns or fold.last_ns or None,
+            {
+                "prov:type": qname("yprov:TrainingRun"),
+                "yprov:rank": rank,
+                "yprov:node": fold.start.get("node"),
+                "yprov:status": statuses[rank],
+            },
+        )
+        b.informed(act, job)
+        doc = b.entity(
+            run_id_of(f"rank{rank}.document"),
+            {
+                "prov:type": qname("yprov:RankDocument"),
+                "prov:label": path.name,
+                "yprov:path": path.name,
+                "yprov:sha256": sha256_of(path),
+                "yprov:rank": rank,
+            },
+        )
+        b.generated(doc, act, fold.end_ns or None)
+        b.member(coll, doc)
+    path = layout.collection_document
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b.to_bytes())
+    os.replace(tmp, path)
+    return path
+
+
+def _write_combined(layout: RunLayout, result: MergeResult) -> Path:
+    """``collect_all_processes``: the collection plus every rank document as a named bundle."""
+    assert result.collection is not None
+    combined = orjson.loads(result.collection.read_bytes())
+    bundles: dict[str, Any] = {}
+    for path in result.documents:
+        doc = orjson.loads(path.read_bytes())
+        doc.pop("prefix", None)
+        bundles[ncname(path.stem)] = doc
+    combined["bundle"] = bundles
+    path = layout.combined_document
+    path.write_bytes(orjson.dumps(combined, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def _write_report(layout: RunLayout, result: MergeResult, world_size: int) -> None:
+    report = {
+        "run_dir": str(layout.root),
+        "world_size": world_size,
+        "seconds": round(result.seconds, 3),
+        "documents": [p.name for p in result.documents],
+        "collection": result.collection.name if result.collection else None,
+        "missing_ranks": result.missing_ranks,
+        "malformed_frames": result.malformed_frames,
+        "problems": result.problems,
+        "ranks": {
+            str(r): {
+                "events": d.events,
+                "duplicates_dropped": d.duplicates,
+                "gaps": d.gaps,
+                "missing_at_end": d.missing_at_end,
+                "status": d.done.get("status"),
+            }
+            for r, d in sorted(result.ranks.items())
+        },
+        "journals": [
+            {"file": j.path.name, "frames": j.frames, "torn_bytes": j.torn_bytes, "reason": j.reason}
+            for j in result.journals
+        ],
+    }
+    layout.merge_report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+
+
+SIDECAR_EXIT_WAIT_S = 3.0
+
+
+def merge_if_complete(layout: RunLayout, world_size: int) -> MergeResult | None:
+    """Merge now if every rank of the world has written its done marker and nobody else
+    claimed the merge; else None (another rank, or ``yprov merge``, will do it)."""
+    if not all(layout.done_marker(r).exists() for r in range(world_size)):
+        return None
+    try:
+        fd = os.open(layout.merge_claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    # let embedded sidecars finish (they stop after the last bye) so journals are final
+    deadline = time.monotonic() + SIDECAR_EXIT_WAIT_S
+    while time.monotonic() < deadline:
+        live = [p for p in layout.journal_dir.glob("sidecar-*.json") if read_ready_file(p)]
+        if not live or not all(json.loads(p.read_text()).get("embedded") for p in live):
+            break
+        time.sleep(0.02)
+    return merge_run(layout.root)

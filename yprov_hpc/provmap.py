@@ -1,0 +1,171 @@
+"""The PROV mapping: the one module that knows PROV-JSON's shape and our vocabulary.
+
+Documents are plain dicts written with orjson (the ``prov`` library's object model is far
+slower and bigger at this size); ``prov`` validates them and converts them to PROV-XML/PROV-N.
+
+Rules (docs/prov-mapping.md): real URIs for every prefix, the user's namespace as the default
+namespace; identifiers whose local part is an XML NCName; typed literals for numbers,
+booleans and times (NaN and infinities as the XSD lexical forms NaN, INF, -INF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+PROV_NS = "http://www.w3.org/ns/prov#"
+XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+YPROV_NS = "https://w3id.org/yprov-hpc/ns#"
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_NCNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+_NCNAME_START = re.compile(r"^[A-Za-z_]")
+
+Attrs = dict[str, Any]
+
+
+def run_namespace_uri(user_namespace: str, experiment: str, run_id: str) -> str:
+    """The URI of the ``run:`` prefix: one run's identifiers, under the user's namespace."""
+    from urllib.parse import quote
+
+    return f"{namespace_uri(user_namespace)}{quote(experiment, safe='')}/{quote(run_id, safe='')}/"
+
+
+def namespace_uri(user_namespace: str) -> str:
+    """The user's namespace as an absolute URI ending in '/' or '#' ('www.example.org' gets http://)."""
+    ns = user_namespace.strip()
+    if not _SCHEME.match(ns) or ns.lower().startswith(("localhost:", "www.")):
+        ns = "http://" + ns.lstrip("/")
+    if not ns.endswith(("/", "#")):
+        ns += "/"
+    return ns
+
+
+def run_id_of(local: str) -> str:
+    """The identifier of a record of this run: ``run:`` plus an NCName local part."""
+    return "run:" + ncname(local)
+
+
+def ncname(text: str) -> str:
+    """A valid NCName for ``text``; a short hash keeps names that had to change distinct."""
+    clean = _NCNAME_BAD.sub("_", text)
+    if not _NCNAME_START.match(clean):
+        clean = "_" + clean
+    if clean != text:
+        clean += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    return clean
+
+
+def iso_time(ts_ns: int) -> str:
+    """xsd:dateTime text of a nanosecond epoch timestamp (microsecond precision, UTC)."""
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=timezone.utc).isoformat()
+
+
+def typed(value: Any) -> Any:
+    """A PROV-JSON attribute value: str as is, everything else a typed literal."""
+    if isinstance(value, bool):
+        return {"$": "true" if value else "false", "type": "xsd:boolean"}
+    if isinstance(value, int):
+        return {"$": str(value), "type": "xsd:long"}
+    if isinstance(value, float):
+        if math.isnan(value):
+            text = "NaN"
+        elif math.isinf(value):
+            text = "INF" if value > 0 else "-INF"
+        else:
+            text = repr(value)
+        return {"$": text, "type": "xsd:double"}
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "$" in value:  # already a typed literal
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    return str(value)
+
+
+def qname(value: str) -> dict[str, str]:
+    """A qualified-name literal (for prov:type)."""
+    return {"$": value, "type": "prov:QUALIFIED_NAME"}
+
+
+def time_literal(ts_ns: int) -> dict[str, str]:
+    return {"$": iso_time(ts_ns), "type": "xsd:dateTime"}
+
+
+class DocumentBuilder:
+    """Accumulates the records of one PROV-JSON document."""
+
+    def __init__(self, user_namespace: str, experiment: str, run_id: str) -> None:
+        self.doc: dict[str, Any] = {
+            "prefix": {
+                "default": namespace_uri(user_namespace),
+                "run": run_namespace_uri(user_namespace, experiment, run_id),
+                "yprov": YPROV_NS,
+                "xsd": XSD_NS,
+                "prov": PROV_NS,
+            }
+        }
+        self._n = 0
+
+    def _section(self, name: str) -> dict[str, Any]:
+        section: dict[str, Any] = self.doc.setdefault(name, {})
+        return section
+
+    @staticmethod
+    def _clean(attrs: Attrs) -> Attrs:
+        return {k: typed(v) for k, v in attrs.items() if v is not None and v != ""}
+
+    def entity(self, ident: str, attrs: Attrs) -> str:
+        self._section("entity")[ident] = self._clean(attrs)
+        return ident
+
+    def agent(self, ident: str, attrs: Attrs) -> str:
+        self._section("agent")[ident] = self._clean(attrs)
+        return ident
+
+    def activity(self, ident: str, start_ns: int | None, end_ns: int | None, attrs: Attrs) -> str:
+        record = self._clean(attrs)
+        if start_ns is not None:
+            record["prov:startTime"] = iso_time(start_ns)
+        if end_ns is not None:
+            record["prov:endTime"] = iso_time(end_ns)
+        self._section("activity")[ident] = record
+        return ident
+
+    def relation(self, kind: str, attrs: dict[str, Any], time_ns: int | None = None) -> None:
+        """A relation; ``attrs`` holds its prov:* role keys (already identifiers)."""
+        self._n += 1
+        record = dict(attrs)
+        if time_ns is not None:
+            record["prov:time"] = iso_time(time_ns)
+        self._section(kind)[f"_:{kind}{self._n}"] = record
+
+    def used(self, activity: str, entity: str, time_ns: int | None = None) -> None:
+        self.relation("used", {"prov:activity": activity, "prov:entity": entity}, time_ns)
+
+    def generated(self, entity: str, activity: str, time_ns: int | None = None) -> None:
+        self.relation("wasGeneratedBy", {"prov:entity": entity, "prov:activity": activity}, time_ns)
+
+    def informed(self, informed: str, informant: str) -> None:
+        self.relation("wasInformedBy", {"prov:informed": informed, "prov:informant": informant})
+
+    def derived(self, generated: str, used: str) -> None:
+        self.relation("wasDerivedFrom", {"prov:generatedEntity": generated, "prov:usedEntity": used})
+
+    def associated(self, activity: str, agent: str) -> None:
+        self.relation("wasAssociatedWith", {"prov:activity": activity, "prov:agent": agent})
+
+    def on_behalf_of(self, delegate: str, responsible: str) -> None:
+        self.relation("actedOnBehalfOf", {"prov:delegate": delegate, "prov:responsible": responsible})
+
+    def member(self, collection: str, entity: str) -> None:
+        self.relation("hadMember", {"prov:collection": collection, "prov:entity": entity})
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.doc, option=orjson.OPT_INDENT_2)

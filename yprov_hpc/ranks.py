@@ -1,0 +1,168 @@
+"""Where this process sits in the job: rank, local rank, world size, node, launcher.
+
+The one home of launcher knowledge. Explicit arguments come first, then (in this order)
+torch.distributed when already initialised, torchrun, Open MPI, MPICH/Hydra PMI, PMIx, Slurm,
+and mpi4py when the program has already imported and initialised it. Nothing here imports
+torch or mpi4py: only modules the program already imported are consulted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Placement", "discover", "shared_run_key"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A rank's place in its job."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    node: str
+    launcher: str
+    variables: tuple[tuple[str, str], ...]  # the launcher variables that were read
+
+
+# (launcher, rank var, local rank var, world size var)
+_ENV_LAUNCHERS: tuple[tuple[str, str, str, str], ...] = (
+    ("torchrun", "RANK", "LOCAL_RANK", "WORLD_SIZE"),
+    ("openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE"),
+    ("mpich", "PMI_RANK", "MPI_LOCALRANKID", "PMI_SIZE"),
+    ("pmix", "PMIX_RANK", "PMIX_LOCAL_RANK", "PMIX_SIZE"),
+    ("slurm", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS"),
+)
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _from_torch() -> tuple[int, int] | None:
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    try:
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank()), int(dist.get_world_size())
+    except Exception:  # a broken process group must not stop the run
+        return None
+    return None
+
+
+def _from_mpi4py() -> tuple[int, int] | None:
+    mpi: Any = sys.modules.get("mpi4py.MPI")
+    if mpi is None:
+        return None
+    try:
+        if mpi.Is_initialized() and not mpi.Is_finalized():
+            return int(mpi.COMM_WORLD.Get_rank()), int(mpi.COMM_WORLD.Get_size())
+    except Exception:
+        return None
+    return None
+
+
+def node_name(env: Mapping[str, str] | None = None) -> str:
+    """The node's name: Slurm's name for it when under Slurm, else the host name."""
+    env = os.environ if env is None else env
+    return env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0] or "localhost"
+
+
+def discover(
+    rank: int | None = None,
+    world_size: int | None = None,
+    local_rank: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Placement:
+    """Find rank, local rank, world size, node and launcher for this process."""
+    env = os.environ if env is None else env
+    launcher = "none"
+    found_rank: int | None = None
+    found_local: int | None = None
+    found_world: int | None = None
+    used: list[tuple[str, str]] = []
+
+    torch_place = _from_torch()
+    if torch_place is not None:
+        found_rank, found_world = torch_place
+        launcher = "torch.distributed"
+        found_local = _int(env, "LOCAL_RANK")
+    else:
+        for name, rank_var, local_var, world_var in _ENV_LAUNCHERS:
+            r = _int(env, rank_var)
+            w = _int(env, world_var)
+            if r is None:
+                continue
+            # a Slurm batch shell has SLURM_PROCID=0 too; srun tasks and mpiexec ranks are
+            # told apart by the launcher variables checked before Slurm's.
+            found_rank, found_world, found_local = r, w, _int(env, local_var)
+            launcher = name
+            used = [(v, env[v]) for v in (rank_var, local_var, world_var) if v in env]
+            break
+        else:
+            mpi_place = _from_mpi4py()
+            if mpi_place is not None:
+                found_rank, found_world = mpi_place
+                launcher = "mpi4py"
+
+    if rank is not None:
+        found_rank = rank
+        launcher = "explicit" if launcher == "none" else launcher
+    if world_size is not None:
+        found_world = world_size
+    if local_rank is not None:
+        found_local = local_rank
+
+    final_rank = found_rank if found_rank is not None else 0
+    final_world = found_world if found_world is not None else max(final_rank + 1, 1)
+    final_local = found_local if found_local is not None else final_rank
+    if "SLURM_JOB_ID" in env:
+        used.extend((v, env[v]) for v in ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NODEID") if v in env)
+    return Placement(
+        rank=final_rank,
+        local_rank=final_local,
+        world_size=final_world,
+        node=node_name(env),
+        launcher=launcher,
+        variables=tuple(used),
+    )
+
+
+def shared_run_key(placement: Placement, env: Mapping[str, str] | None = None) -> str | None:
+    """A key every rank of one job computes alike, or None when the run is a lone process.
+
+    Slurm: job id and step id. torchrun: its run id when set. Otherwise, for several ranks on
+    one machine (mpiexec, torchrun), the launcher process is the common parent: its pid and
+    start time name the job. A lone process gets None and a fresh random run id.
+    """
+    env = os.environ if env is None else env
+    if env.get("SLURM_JOB_ID"):
+        step = env.get("SLURM_STEP_ID", "")
+        return f"slurm{env['SLURM_JOB_ID']}" + (f".{step}" if step else "")
+    elastic = env.get("TORCHELASTIC_RUN_ID", "")
+    if elastic and elastic != "none":
+        return "torchrun-" + hashlib.sha1(elastic.encode()).hexdigest()[:10]
+    if placement.world_size <= 1:
+        return None
+    import psutil
+
+    ppid = os.getppid()
+    try:
+        started = psutil.Process(ppid).create_time()
+    except psutil.Error:
+        started = 0.0
+    digest = hashlib.sha1(f"{node_name(env)}:{ppid}:{started:.3f}".encode()).hexdigest()[:10]
+    return f"job-{digest}"

@@ -1,0 +1,404 @@
+"""A Run: the state of one rank's provenance recording, and the log_* verbs.
+
+The hot path (``log_metric``) checks its arguments, appends one tuple to the sender's deque
+and returns: no I/O, no packing, no lock. Everything else happens on the sender thread, in
+the sidecar and in the merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import environment
+from .config import Config
+from .context import Context
+from .errors import (
+    ArtifactNotFoundError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    NoActiveRunError,
+    ParamConflictError,
+)
+from .events import Kind
+from .layout import RunLayout, safe_name
+from .ranks import Placement
+from .transport import Sender, SenderStats
+from .values import context_value, metric_value, param_value, same_param, step_value
+
+log = logging.getLogger("yprov_hpc")
+
+_METRIC = int(Kind.METRIC)
+_time_ns = time.time_ns
+
+RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
+
+
+@dataclass
+class RunReport:
+    """What ``end_run`` did: where the provenance went and how delivery fared."""
+
+    run_dir: Path
+    rank: int
+    status: RunStatus
+    delivery: SenderStats
+    merged: bool = False
+    documents: list[Path] = field(default_factory=list)
+    collection: Path | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = self.collection or self.run_dir
+        return f"rank {self.rank}: provenance in {where} ({self.status})"
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time plus randomness, safe in file names and PROV identifiers."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_path(path: Path) -> tuple[str, int]:
+    """(sha256, size in bytes) of a file, or of a directory as the hash of its sorted listing."""
+    if path.is_file():
+        return _sha256_file(path), path.stat().st_size
+    h = hashlib.sha256()
+    total = 0
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest = _sha256_file(item)
+        h.update(f"{item.relative_to(path).as_posix()}\0{digest}\n".encode())
+        total += item.stat().st_size
+    return h.hexdigest(), total
+
+
+class Run:
+    """One rank's recording. Created by ``start_run``; usable as a context manager."""
+
+    def __init__(self, config: Config, placement: Placement, run_id: str) -> None:
+        self.config = config
+        self.placement = placement
+        self.run_id = run_id
+        self.layout = RunLayout.create(config.save_dir, config.experiment, run_id)
+        self.rank = placement.rank
+        self.stream = secrets.randbits(63)
+        self.started_ns = _time_ns()
+        self._started_monotonic = time.monotonic()
+        self._active = True
+        self._ended_report: RunReport | None = None
+        self._params: dict[str, tuple[Any, str]] = {}
+        self._artifact_names: dict[str, str] = {}
+        self._max_buffer = config.max_buffer_events
+        self._sender = self._new_sender()
+        self._buffer = self._sender.buffer
+        self._emit_start()
+        self._sender.start()
+
+    # --- wiring ----------------------------------------------------------------------------
+    def _new_sender(self) -> Sender:
+        from .sidecar_client import locate_or_start
+
+        node = self.placement.node
+        sidecar = self.config.sidecar
+
+        def locate() -> str | None:
+            if sidecar == "off":
+                return None
+            if sidecar != "auto":
+                return sidecar
+            return locate_or_start(self.layout, node)
+
+        return Sender(
+            layout=self.layout,
+            run_id=self.run_id,
+            rank=self.rank,
+            node=node,
+            stream=self.stream,
+            batch_events=self.config.batch_events,
+            flush_interval_s=self.config.flush_interval_s,
+            ack_timeout_s=self.config.ack_timeout_s,
+            max_inflight_batches=self.config.max_inflight_batches,
+            locate=locate,
+            on_connected=self._emit_environment,
+        )
+
+    def _emit_start(self) -> None:
+        p = self.placement
+        info = {
+            "run_id": self.run_id,
+            "namespace": self.config.namespace,
+            "experiment": self.config.experiment,
+            "rank": p.rank,
+            "local_rank": p.local_rank,
+            "world_size": p.world_size,
+            "node": p.node,
+            "launcher": p.launcher,
+            "pid": os.getpid(),
+            "stream": self.stream,
+            "collect_all_processes": self.config.collect_all_processes,
+            "batch_events": self.config.batch_events,
+            "parent_run": self.config.parent_run or "",
+        }
+        self._buffer.append((int(Kind.RUN_START), self.started_ns, info))
+        hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank}
+        self._buffer.append((int(Kind.HELLO), self.started_ns, hello))
+
+    def _emit_environment(self) -> None:
+        """Runs on the sender thread: capture the environment without slowing training."""
+        try:
+            info = environment.capture(self.placement)
+        except Exception as exc:  # best effort: a broken probe must not stop delivery
+            info = {"error": f"{type(exc).__name__}: {exc}"}
+        self._buffer.append((int(Kind.ENVIRONMENT), _time_ns(), info))
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: a new stream with its own buffer and sender (the parent's thread
+        does not exist here). The child's events are recorded under the same rank."""
+        self.stream = secrets.randbits(63)
+        self._sender = self._new_sender()
+        self._buffer = self._sender.buffer
+        self._buffer.append(
+            (
+                int(Kind.HELLO),
+                _time_ns(),
+                {"pid": os.getpid(), "forked": True, "world_size": self.placement.world_size},
+            )
+        )
+        self._sender.start()
+
+    # --- state -----------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """True between start_run and end_run."""
+        return self._active
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory, where documents, series and artifacts go."""
+        return self.layout.root
+
+    def _check(self, call: str) -> None:
+        if not self._active:
+            raise NoActiveRunError(call, "the run has ended")
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if self._active:
+            if exc_type is None:
+                status = "finished"
+            elif issubclass(exc_type, KeyboardInterrupt):
+                status = "interrupted"
+            else:
+                status = "failed"
+            self.end_run(status=status)
+
+    # --- the log verbs -----------------------------------------------------------------------
+    def log_metric(
+        self, key: str, value: float, context: Context | str | None = None, step: int | None = None
+    ) -> None:
+        """Record one value of a metric series (NaN and inf are kept)."""
+        if not self._active:
+            raise NoActiveRunError("log_metric", "the run has ended")
+        if type(key) is not str or not key:
+            raise InvalidKeyError("log_metric", key)
+        if type(value) is not float:
+            value = metric_value(key, value)
+        if context is not None and type(context) is not Context:
+            context = context_value(context)
+        if step is not None and type(step) is not int:
+            step = step_value("log_metric", step)
+        buf = self._buffer
+        buf.append((_METRIC, _time_ns(), key, value, context, step))
+        if len(buf) > self._max_buffer:
+            self._sender.relieve()
+
+    def log_metrics(
+        self, metrics: Mapping[str, float], context: Context | str | None = None, step: int | None = None
+    ) -> None:
+        """Record several metrics at one step."""
+        if not isinstance(metrics, Mapping):
+            raise InvalidArgumentError("log_metrics", "metrics", metrics, "a mapping of name to value")
+        for key, value in metrics.items():
+            self.log_metric(key, value, context, step)
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record a one-time input of the run. Logging the same key again with another value raises."""
+        self._check("log_param")
+        if type(key) is not str or not key:
+            raise InvalidKeyError("log_param", key)
+        stored = param_value(value)
+        old = self._params.get(key)
+        if old is not None:
+            if not same_param(old, stored):
+                raise ParamConflictError(key, old[0], stored[0])
+            return
+        self._params[key] = stored
+        self._buffer.append((int(Kind.PARAM), _time_ns(), key, stored[0], stored[1]))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record several params."""
+        if not isinstance(params, Mapping):
+            raise InvalidArgumentError("log_params", "params", params, "a mapping of name to value")
+        for key, value in params.items():
+            self.log_param(key, value)
+
+    def log_current_execution_time(
+        self, label: str, context: Context | str | None = None, step: int | None = None
+    ) -> None:
+        """Record the seconds since start_run under ``label`` (a series, like a metric)."""
+        self._check("log_current_execution_time")
+        if type(label) is not str or not label:
+            raise InvalidKeyError("log_current_execution_time", label)
+        ctx = None if context is None else context_value(context)
+        st = None if step is None else step_value("log_current_execution_time", step)
+        elapsed = time.monotonic() - self._started_monotonic
+        self._buffer.append((int(Kind.EXEC_TIME), _time_ns(), label, elapsed, ctx, st))
+
+    def _mark(self, call: str, what: str, context: Context | str | None, step: int | None) -> None:
+        self._check(call)
+        ctx = None if context is None else context_value(context)
+        st = None if step is None else step_value(call, step)
+        self._buffer.append((int(Kind.MARK), _time_ns(), what, ctx, st))
+
+    def log_system_metrics(self, context: Context | str | None = None, step: int | None = None) -> None:
+        """Mark this moment; the node sidecar's samples at the mark become this rank's system metrics."""
+        self._mark("log_system_metrics", "system", context, step)
+
+    def log_carbon_metrics(self, context: Context | str | None = None, step: int | None = None) -> None:
+        """Mark this moment; energy and emissions up to the mark come from the node sidecar."""
+        self._mark("log_carbon_metrics", "carbon", context, step)
+
+    def log_artifact(
+        self,
+        artifact_path: str | os.PathLike[str],
+        context: Context | str | None = None,
+        step: int | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        """Record a file or directory: copied into the run directory (up to the size limit) with
+        its size and sha256; larger ones are referenced in place with their hash."""
+        self._check("log_artifact")
+        if not isinstance(artifact_path, (str, os.PathLike)):
+            raise InvalidArgumentError("log_artifact", "artifact_path", artifact_path, "a path")
+        src = Path(artifact_path)
+        if not src.exists():
+            raise ArtifactNotFoundError(str(artifact_path))
+        ctx = None if context is None else context_value(context)
+        st = None if step is None else step_value("log_artifact", step)
+        if timestamp is not None and not isinstance(timestamp, (int, float)):
+            raise InvalidArgumentError("log_artifact", "timestamp", timestamp, "seconds since the epoch")
+        digest, size = sha256_path(src)
+        stored: str | None = None
+        if size <= self.config.artifact_copy_max_bytes:
+            stored = self._store_artifact(src, digest)
+        info = {
+            "source": str(src.absolute()),
+            "stored": stored or "",
+            "size_bytes": size,
+            "sha256": digest,
+            "is_dir": src.is_dir(),
+            "user_timestamp": timestamp,
+        }
+        self._buffer.append((int(Kind.ARTIFACT), _time_ns(), str(artifact_path), ctx, st, info))
+
+    def _store_artifact(self, src: Path, digest: str) -> str:
+        base = self.layout.artifacts_dir(self.rank)
+        name = safe_name(src.name)
+        seen = self._artifact_names.get(name)
+        if seen is not None and seen != digest:  # same name, new content: keep both versions
+            name = f"{name}.{digest[:12]}"
+        self._artifact_names.setdefault(safe_name(src.name), digest)
+        dest = base / name
+        base.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            if src.is_dir():
+                shutil.copytree(src, dest)
+            else:
+                shutil.copy2(src, dest)
+        return dest.relative_to(self.layout.root).as_posix()
+
+    def log_event(self, kind: Kind, *fields: Any) -> None:
+        """Append an event of another kind (used by the framework integrations)."""
+        self._check(f"log_{kind.name.lower()}")
+        self._buffer.append((int(kind), _time_ns(), *fields))
+
+    # --- the end ---------------------------------------------------------------------------
+    def end_run(
+        self, create_graph: bool = False, create_svg: bool = False, status: RunStatus = "finished"
+    ) -> RunReport:
+        """Deliver everything (acked by the sidecar or spilled to the spool), write this rank's
+        done marker, and merge the run if this is the last rank to end. Idempotent."""
+        if self._ended_report is not None:
+            return self._ended_report
+        self._active = False
+        end_ns = _time_ns()
+        self._buffer.append(
+            (
+                int(Kind.RUN_END),
+                end_ns,
+                status,
+                {"create_graph": bool(create_graph), "create_svg": bool(create_svg)},
+            )
+        )
+        self._buffer.append((int(Kind.BYE), end_ns, {"pid": os.getpid()}))
+        stats = self._sender.close(self.config.end_timeout_s)
+        report = RunReport(self.layout.root, self.rank, status, stats)
+        if stats.events_spilled:
+            report.problems.append(
+                f"{stats.events_spilled} events went to the spool (sidecar slow or gone); "
+                "they are merged from there"
+            )
+        self._write_done(status, end_ns, stats, create_graph, create_svg)
+        if self.config.auto_merge:
+            from .merge import merge_if_complete
+
+            try:
+                result = merge_if_complete(self.layout, self.placement.world_size)
+            except Exception as exc:  # the data is safe in journals; say how to merge by hand
+                log.exception("yprov: merge failed")
+                report.problems.append(f"merge failed ({exc}); run: yprov merge {self.layout.root}")
+                result = None
+            if result is not None:
+                report.merged = True
+                report.documents = result.documents
+                report.collection = result.collection
+                report.problems.extend(result.problems)
+        for problem in report.problems:
+            log.warning("yprov: rank %d: %s", self.rank, problem)
+        self._ended_report = report
+        return report
+
+    def _write_done(self, status: str, end_ns: int, stats: SenderStats, graph: bool, svg: bool) -> None:
+        marker = {
+            "rank": self.rank,
+            "status": status,
+            "world_size": self.placement.world_size,
+            "node": self.placement.node,
+            "stream": self.stream,
+            "ended_ts_ns": end_ns,
+            "delivery": stats.as_dict(),
+            "create_graph": graph,
+            "create_svg": svg,
+        }
+        path = self.layout.done_marker(self.rank)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(marker))
+        os.replace(tmp, path)

@@ -1,0 +1,86 @@
+"""Finding the node's sidecar, and starting an embedded one when none runs.
+
+Ranks of one node race here; a file lock in the run's journal directory makes exactly one of
+them start the sidecar, and the others find it. The sidecar writes its ready file only after
+its socket is bound, so a found ready file means a live endpoint.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .layout import RunLayout
+
+log = logging.getLogger("yprov_hpc")
+
+SIDECAR_START_TIMEOUT_S = 15.0
+
+
+def read_ready_file(path: Path) -> dict[str, Any] | None:
+    """The sidecar's ready file, if it names a live process (pid and start time both match)."""
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(int(info["pid"]))
+        if abs(proc.create_time() - float(info["pid_create_time"])) > 0.5:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, KeyError, ValueError, TypeError):
+        return None
+    return info
+
+
+def sidecar_command(layout: RunLayout, node: str, embedded: bool) -> list[str]:
+    """The command line that starts a sidecar for this run and node."""
+    cmd = [sys.executable, "-m", "yprov_daemon", "--run-dir", str(layout.root), "--node", node]
+    return [*cmd, "--embedded"] if embedded else cmd
+
+
+def locate_or_start(layout: RunLayout, node: str) -> str | None:
+    """Return the endpoint of this node's sidecar, starting an embedded one if needed."""
+    ready = layout.sidecar_info(node)
+    with open(layout.sidecar_lock(node), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = read_ready_file(ready)
+        if info is not None:
+            return str(info["endpoint"])
+        ready.unlink(missing_ok=True)
+        with open(layout.sidecar_log(node), "ab") as out:
+            proc = subprocess.Popen(  # the sidecar outlives the rank that started it
+                sidecar_command(layout, node, embedded=True),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + SIDECAR_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            info = read_ready_file(ready)
+            if info is not None:
+                return str(info["endpoint"])
+            if proc.poll() is not None:
+                log.warning(
+                    "yprov: the embedded sidecar exited with %s at start (see %s);"
+                    " events go to this rank's spool file",
+                    proc.returncode,
+                    layout.sidecar_log(node),
+                )
+                return None
+            time.sleep(0.005)
+        log.warning("yprov: no sidecar ready after %.0f s; events go to the spool", SIDECAR_START_TIMEOUT_S)
+        return None
