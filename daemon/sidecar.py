@@ -182,14 +182,16 @@ class Sidecar:
     def _track(self, rank: int, events: list[list[Any]]) -> None:
         for event in events:
             kind = event[0]
-            if kind == Kind.HELLO and len(event) >= 3 and isinstance(event[2], dict):
-                info = event[2]
+            info = event[2] if len(event) >= 3 and isinstance(event[2], dict) else {}
+            if kind == Kind.HELLO and not info.get("forked"):  # a forked child is not the rank
                 state = self._ranks.setdefault(rank, _RankState())
                 state.pid = info.get("pid") if isinstance(info.get("pid"), int) else None
                 state.world_size = int(info.get("world_size", 1) or 1)
                 state.said_bye = False
-            elif kind == Kind.BYE:
-                self._ranks.setdefault(rank, _RankState()).said_bye = True
+            elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank
+                state = self._ranks.get(rank)
+                if state is not None and info.get("pid") == state.pid:
+                    state.said_bye = True
 
     def _all_done(self) -> bool:
         if not self._ranks:

@@ -101,3 +101,7 @@ def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
             problems_seen += 1
             click.secho(f"problem: {p}", fg="yellow", err=True)
     sys.exit(1 if problems_seen else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -79,7 +79,7 @@ def _fold_rank(rank: int, frames: list[_Frame], delivery: RankDelivery, result: 
     by_stream: dict[int, list[_Frame]] = defaultdict(list)
     for fr in frames:
         by_stream[fr.stream].append(fr)
-    for stream, items in by_stream.items():
+    for stream, items in sorted(by_stream.items()):
         items.sort(key=lambda f: (f.seq_start, -f.n_events))
         expected = 0
         for fr in items:

@@ -101,6 +101,7 @@ class Run:
         self.started_ns = _time_ns()
         self._started_monotonic = time.monotonic()
         self._active = True
+        self._fork_child = False
         self._ended_report: RunReport | None = None
         self._params: dict[str, tuple[Any, str]] = {}
         self._artifact_names: dict[str, str] = {}
@@ -171,6 +172,7 @@ class Run:
         """In a forked child: a new stream with its own buffer and sender (the parent's thread
         does not exist here). The child's events are recorded under the same rank."""
         self.stream = secrets.randbits(63)
+        self._fork_child = True
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
         self._buffer.append(
@@ -350,17 +352,15 @@ class Run:
             return self._ended_report
         self._active = False
         end_ns = _time_ns()
-        self._buffer.append(
-            (
-                int(Kind.RUN_END),
-                end_ns,
-                status,
-                {"create_graph": bool(create_graph), "create_svg": bool(create_svg)},
-            )
-        )
+        if not self._fork_child:
+            flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
+            self._buffer.append((int(Kind.RUN_END), end_ns, status, flags))
         self._buffer.append((int(Kind.BYE), end_ns, {"pid": os.getpid()}))
         stats = self._sender.close(self.config.end_timeout_s)
         report = RunReport(self.layout.root, self.rank, status, stats)
+        if self._fork_child:  # the parent owns the rank's end: only this stream is flushed
+            self._ended_report = report
+            return report
         if stats.events_spilled:
             report.problems.append(
                 f"{stats.events_spilled} events went to the spool (sidecar slow or gone); "

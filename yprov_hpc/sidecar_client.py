@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .layout import RunLayout
 
@@ -43,6 +43,25 @@ def read_ready_file(path: Path) -> dict[str, Any] | None:
     return info
 
 
+def _lock_or_ready(lock: IO[str], ready: Path, timeout_s: float) -> dict[str, Any] | None:
+    """Wait until either a live sidecar is ready (return its info) or we hold the start lock
+    (return None). The ready file is checked without the lock: a forked child may have
+    inherited the parent's lock, which then stays held in the child for ever."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = read_ready_file(ready)
+        if info is not None:
+            return info
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no sidecar ready and {lock.name} stays locked") from None
+            time.sleep(0.005)
+            continue
+        return read_ready_file(ready)  # it may have become ready just before we got the lock
+
+
 def sidecar_command(layout: RunLayout, node: str, embedded: bool) -> list[str]:
     """The command line that starts a sidecar for this run and node."""
     cmd = [sys.executable, "-m", "yprov_daemon", "--run-dir", str(layout.root), "--node", node]
@@ -53,8 +72,7 @@ def locate_or_start(layout: RunLayout, node: str) -> str | None:
     """Return the endpoint of this node's sidecar, starting an embedded one if needed."""
     ready = layout.sidecar_info(node)
     with open(layout.sidecar_lock(node), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        info = read_ready_file(ready)
+        info = _lock_or_ready(lock, ready, SIDECAR_START_TIMEOUT_S)
         if info is not None:
             return str(info["endpoint"])
         ready.unlink(missing_ok=True)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
+# Installs: Graphviz (Debian package, for SVG), the project with its dev extra in ./.venv
+# (pytest, hypothesis, mpi4py and the MPICH wheel that provides mpiexec), then runs
+# ruff, mypy and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -qq || true
+  $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+fi
+
+python3 -m venv .venv >/dev/null 2>&1 || python3 -m venv .venv
+# shellcheck disable=SC1091
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+python -m pip install -q -e ".[dev]"
+
+echo "== ruff"; ruff check .
+echo "== mypy"; mypy
+echo "== pytest"
+python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,184 @@
+"""Failures: a killed or frozen sidecar, a terminated rank, a fork. Nothing logged is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import yprov_hpc as prov4ml
+from tests.conftest import PYTHON, entity, literal, load, python_env, start
+
+
+def _sidecar_pid(run_dir: Path) -> int:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for ready in run_dir.glob("journal/sidecar-*.json"):
+            return int(json.loads(ready.read_text())["pid"])
+        time.sleep(0.01)
+    raise AssertionError("no sidecar started")
+
+
+def _wait_acked(run: prov4ml.Run, batches: int) -> None:
+    deadline = time.monotonic() + 10
+    while run._sender.stats.batches_acked < batches:  # test reads the counters it asserts on
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_kill_9_of_the_sidecar_loses_nothing(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After kill -9 of the sidecar mid-run, the output still holds every logged event (journal + spool)."""
+    monkeypatch.setenv("YPROV_ACK_TIMEOUT_S", "0.3")
+    run = start(save_dir, "kill9")
+    for i in range(3000):
+        prov4ml.log_metric("loss", float(i), step=i)
+    _wait_acked(run, 1)
+    os.kill(_sidecar_pid(run.run_dir), signal.SIGKILL)
+    for i in range(3000, 6000):
+        prov4ml.log_metric("loss", float(i), step=i)
+        if i % 500 == 0:
+            time.sleep(0.05)  # let batches go out to the dead sidecar and time out
+    report = prov4ml.end_run()
+    assert report.delivery.events_spilled > 0
+    loss = entity(load(report.documents[0]), "run:rank0.metric.loss.run")
+    assert loss["yprov:count"] == 6000 and loss["yprov:last_step"] == 5999
+    act = {k: literal(v) for k, v in load(report.documents[0])["activity"]["run:rank0"].items()}
+    assert act["yprov:events_missing"] == 0
+
+
+def test_frozen_sidecar_gets_resends_and_duplicates_are_dropped(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sidecar that stops answering: batches are resent, then spilled; when it wakes up and
+    journals them too, the merge keeps each event once."""
+    monkeypatch.setenv("YPROV_ACK_TIMEOUT_S", "0.2")
+    run = start(save_dir, "frozen")
+    prov4ml.log_metric("loss", 0.0, step=0)
+    _wait_acked(run, 1)
+    pid = _sidecar_pid(run.run_dir)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for i in range(1, 2001):
+            prov4ml.log_metric("loss", float(i), step=i)
+        deadline = time.monotonic() + 10
+        while run._sender.stats.batches_spilled == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    report = prov4ml.end_run()
+    assert report.delivery.batches_resent > 0 and report.delivery.events_spilled > 0
+    doc = load(report.documents[0])
+    assert entity(doc, "run:rank0.metric.loss.run")["yprov:count"] == 2001
+    merge = json.loads((run.run_dir / "merge_report.json").read_text())
+    assert merge["ranks"]["0"]["duplicates_dropped"] > 0 and merge["ranks"]["0"]["gaps"] == []
+
+
+_LOOP = """
+import sys, time, yprov_hpc as prov4ml
+prov4ml.start_run("www.example.org", "sigterm", sys.argv[1])
+step = 0
+while True:
+    prov4ml.log_metric("loss", 1.0 / (step + 1), prov4ml.Context.TRAINING, step)
+    if step % 100 == 0:
+        print(step, flush=True)
+    step += 1
+    time.sleep(0.0005)
+"""
+
+
+def test_sigterm_of_a_rank_keeps_its_events(tmp_path: Path) -> None:
+    """A rank stopped by SIGTERM (as Slurm does) still has every event up to the signal in the output."""
+    script = tmp_path / "loop.py"
+    script.write_text(_LOOP)
+    save = tmp_path / "prov"
+    proc = subprocess.Popen([PYTHON, str(script), str(save)], env=python_env(), stdout=subprocess.PIPE, text=True)
+    last = -1
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        last = int(line)
+        if last >= 1000:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGTERM  # the default action still happens after the flush
+    (doc_path,) = save.glob("*/prov_sigterm_rank0.json")
+    doc = load(doc_path)
+    loss = entity(doc, "run:rank0.metric.loss.training")
+    assert loss["yprov:last_step"] >= last and loss["yprov:count"] == loss["yprov:last_step"] + 1
+    assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == "killed"
+
+
+_FORK = """
+import os, sys, yprov_hpc as prov4ml
+prov4ml.start_run("www.example.org", "fork", sys.argv[1])
+prov4ml.log_metric("parent", 1.0, step=0)
+pid = os.fork()
+if pid == 0:
+    prov4ml.log_metric("child", 2.0, step=0)
+    prov4ml.end_run()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+prov4ml.log_metric("parent", 3.0, step=1)
+report = prov4ml.end_run()
+print(report.merged, status, report.delivery.events_spilled)
+"""
+
+
+def test_forked_child_logs_on_its_own_stream(tmp_path: Path) -> None:
+    """A forked child can log without deadlock; its events join the same rank, the parent's run goes on."""
+    script = tmp_path / "fork.py"
+    script.write_text(_FORK)
+    out = subprocess.run([PYTHON, str(script), str(tmp_path / "prov")], env=python_env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "0", "0"]  # nothing spilled: the sidecar served the parent on
+    (doc_path,) = (tmp_path / "prov").glob("*/prov_fork_rank0.json")
+    doc = load(doc_path)
+    assert entity(doc, "run:rank0.metric.child.run")["yprov:count"] == 1
+    assert entity(doc, "run:rank0.metric.parent.run")["yprov:count"] == 2
+    assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == "finished"
+
+
+_RANK = """
+import sys, yprov_hpc as prov4ml
+rank = int(sys.argv[2])
+prov4ml.start_run("www.example.org", "race", sys.argv[1], rank=rank, world_size=3, run_id="race1")
+for i in range(500):
+    prov4ml.log_metric("loss", float(i), step=i)
+prov4ml.end_run()
+"""
+
+
+def test_ranks_racing_to_start_share_one_sidecar(tmp_path: Path) -> None:
+    """Three ranks starting at once on one machine start exactly one embedded sidecar."""
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK)
+    procs = [subprocess.Popen([PYTHON, str(script), str(tmp_path / "prov"), str(r)], env=python_env())
+             for r in range(3)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    run_dir = tmp_path / "prov" / "race_race1"
+    assert len(list((run_dir / "journal").glob("node-*.journal"))) == 1
+    assert (run_dir / "journal" / f"sidecar-{_node()}.log").read_text().count("serving") == 1
+    assert not list((run_dir / "journal").glob("spool-*"))
+    coll = load(run_dir / "prov_race_collection.json")
+    assert len(coll["hadMember"]) == 3
+
+
+def _node() -> str:
+    from yprov_hpc.ranks import node_name
+
+    return node_name({})
+
+
+def test_pytest_runs_this_file_with_the_checkout() -> None:
+    """The subprocesses above import this checkout's yprov_hpc (guards against a stale install)."""
+    out = subprocess.run([PYTHON, "-c", "import yprov_hpc; print(yprov_hpc.__file__)"], env=python_env(),
+                         capture_output=True, text=True, check=True).stdout
+    assert Path(out.strip()).parent.parent == Path(__file__).resolve().parent.parent.parent
+    assert textwrap and sys

@@ -1,0 +1,96 @@
+"""The sidecar process over real ZeroMQ sockets: journal before ack, bad input survived, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from tests.conftest import PYTHON, python_env
+from yprov_hpc.codec import decode_ack, decode_header, encode_batch
+from yprov_hpc.journal import read_frames
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, str]]:
+    run_dir = tmp_path / "exp_r1"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "yprov_hpc.cli", "sidecar", "--run-dir", str(run_dir), "--node", "n0"],
+        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    ready = run_dir / "journal" / "sidecar-n0.json"
+    deadline = time.monotonic() + 15
+    while not ready.exists():
+        assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "sidecar not ready"
+        time.sleep(0.02)
+    endpoint = json.loads(ready.read_text())["endpoint"]
+    yield proc, run_dir, endpoint
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _dealer(endpoint: str) -> zmq.Socket:  # type: ignore[type-arg]
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    sock.connect(endpoint)
+    return sock
+
+
+def test_ack_means_journaled_and_garbage_is_survived(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """Malformed messages are dropped; a valid batch is in the journal by the time its ack arrives."""
+    proc, run_dir, endpoint = sidecar
+    sock = _dealer(endpoint)
+    sock.send_multipart([b"\xff\x00garbage", b"junk"])
+    sock.send(b"single frame")
+    sock.send_multipart([b"\x93\x01\x02\x03", b""])
+    header, body = encode_batch("r1", 0, "n0", 42, 0, [(4, 1, "loss", 0.5, None, 0)], 1)
+    sock.send_multipart([header, body])
+    assert decode_ack(sock.recv()) == (42, 0, 1)
+    frames = list(read_frames(run_dir / "journal" / "node-n0.journal"))
+    assert [decode_header(h).stream for _, h, _ in frames] == [42]
+    assert proc.poll() is None
+    sock.close()
+
+
+def test_sigterm_drains_syncs_and_exits_zero(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """SIGTERM stops the sidecar cleanly: exit 0, ready file removed, counts logged."""
+    proc, run_dir, endpoint = sidecar
+    sock = _dealer(endpoint)
+    for i in range(20):
+        header, body = encode_batch("r1", 1, "n0", 7, i * 5, [(4, 1, "m", float(j), None, j) for j in range(5)], 1)
+        sock.send_multipart([header, body])
+    for _ in range(20):
+        decode_ack(sock.recv())
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert b"20 batches, 100 events, 0 malformed" in out
+    assert not (run_dir / "journal" / "sidecar-n0.json").exists()
+    assert len(list(read_frames(run_dir / "journal" / "node-n0.journal"))) == 20
+    sock.close()
+
+
+def test_private_directory_and_socket(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """The journal directory is 0700 and the ipc socket is not reachable by other users."""
+    _, run_dir, endpoint = sidecar
+    assert stat.S_IMODE(os.stat(run_dir / "journal").st_mode) == 0o700
+    sock_path = endpoint[len("ipc://"):]
+    assert stat.S_IMODE(os.stat(sock_path).st_mode) & 0o077 == 0
+
+
+def test_sidecar_help_is_useful() -> None:
+    """`yprov sidecar --help` describes the options."""
+    out = subprocess.run([PYTHON, "-m", "yprov_hpc.cli", "sidecar", "--help"], env=python_env(),
+                         capture_output=True, text=True, check=True).stdout
+    assert "--run-dir" in out and "--embedded" in out and "journal" in out

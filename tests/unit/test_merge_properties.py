@@ -1,0 +1,122 @@
+"""The merge is order-independent, duplicate-proof, idempotent, and reports gaps exactly."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from yprov_hpc.codec import encode_batch
+from yprov_hpc.events import Kind
+from yprov_hpc.journal import JournalWriter
+from yprov_hpc.layout import RunLayout
+from yprov_hpc.merge import merge_run
+
+T0 = 1_780_000_000_000_000_000
+
+
+def _rank_batches(rank: int, n_metrics: int, batch: int, stream: int = 11) -> list[tuple[bytes, bytes]]:
+    events: list[tuple[object, ...]] = [
+        (int(Kind.RUN_START), T0, {"run_id": "r1", "namespace": "http://x.org/", "experiment": "e",
+                                   "rank": rank, "world_size": 2, "node": "n0"}),
+        (int(Kind.PARAM), T0 + 1, "lr", 0.1, "float"),
+    ]
+    events += [(int(Kind.METRIC), T0 + 10 + i, "loss", 1.0 / (i + 1), "training", i) for i in range(n_metrics)]
+    events.append((int(Kind.RUN_END), T0 + 10**9, "finished", {}))
+    out = []
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        out.append(encode_batch("r1", rank, "n0", stream, start, chunk, T0))
+    return out
+
+
+def _write_journals(root: Path, frames: list[tuple[bytes, bytes]], n_files: int) -> None:
+    journal = root / "journal"
+    journal.mkdir(parents=True, exist_ok=True)
+    writers = [JournalWriter(journal / f"node-{i}.journal") for i in range(n_files)]
+    for i, (h, b) in enumerate(frames):
+        writers[i % n_files].append(h, b)
+    for w in writers:
+        w.close()
+
+
+def _outputs(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, object]:
+    """The merge's outputs; ``ignore`` drops attributes that legitimately differ (delivery counters)."""
+    out: dict[str, object] = {"metrics/rank0.parquet": (root / "metrics/rank0.parquet").read_bytes()}
+    for name in ["prov_e_rank0.json", "prov_e_rank1.json", "prov_e_collection.json"]:
+        doc = json.loads((root / name).read_text())
+        for section in doc.values():
+            for record in section.values():
+                if isinstance(record, dict):
+                    for key in ignore:
+                        record.pop(key, None)
+        out[name] = doc
+    return out
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6), n_files=st.integers(1, 4), dup=st.floats(0, 1), batch=st.integers(1, 40))
+def test_order_and_duplicates_do_not_change_the_result(
+    tmp_path: Path, seed: int, n_files: int, dup: float, batch: int
+) -> None:
+    """Shuffled, duplicated and split across journals, the same batches merge to the same bytes."""
+    frames = _rank_batches(0, 60, batch) + _rank_batches(1, 30, batch)
+    canonical = tmp_path / "canon" / "e_r1"
+    shutil.rmtree(canonical.parent, ignore_errors=True)
+    _write_journals(canonical, frames, 1)
+    merge_run(canonical, create_svg=False)
+
+    rng = random.Random(seed)
+    noisy = [f for f in frames for _ in range(2 if rng.random() < dup else 1)]
+    rng.shuffle(noisy)
+    other = tmp_path / "noisy" / "e_r1"
+    shutil.rmtree(other.parent, ignore_errors=True)
+    _write_journals(other, noisy, n_files)
+    result = merge_run(other, create_svg=False)
+    ignore = ("yprov:events_duplicate_dropped", "yprov:sha256")
+    assert _outputs(other, ignore) == _outputs(canonical, ignore)
+    assert result.ranks[0].events == 63 and not result.ranks[0].gaps
+    dup_events = result.ranks[0].duplicates + result.ranks[1].duplicates
+    assert dup_events == _events_in(noisy) - _events_in(frames)
+
+
+def _events_in(frames: list[tuple[bytes, bytes]]) -> int:
+    from yprov_hpc.codec import decode_header
+
+    return sum(decode_header(h).n_events for h, _ in frames)
+
+
+def test_merge_is_idempotent(tmp_path: Path) -> None:
+    """Merging twice writes the same documents and series."""
+    root = tmp_path / "e_r1"
+    _write_journals(root, _rank_batches(0, 50, 7) + _rank_batches(1, 5, 7), 2)
+    merge_run(root, create_svg=False)
+    first = _outputs(root)
+    merge_run(root, create_svg=False)
+    assert _outputs(root) == first
+
+
+def test_missing_batch_is_reported_as_a_gap(tmp_path: Path) -> None:
+    """A lost batch shows as a gap with its exact sequence range, in the result and the document."""
+    root = tmp_path / "e_r1"
+    frames = _rank_batches(0, 50, 10) + _rank_batches(1, 5, 10)
+    del frames[2]  # rank 0, events 20..29
+    _write_journals(root, frames, 1)
+    result = merge_run(root, create_svg=False)
+    assert result.ranks[0].gaps == [(11, 20, 29)]
+    assert any("10 events missing" in p for p in result.problems)
+    doc = (RunLayout.open(root).rank_document(0)).read_text()
+    assert '"yprov:events_missing": {\n        "$": "10"' in doc
+
+
+def test_a_rank_with_no_events_is_reported_missing(tmp_path: Path) -> None:
+    """When world_size says 2 ranks but only one has events, the merge names the missing rank."""
+    root = tmp_path / "e_r1"
+    _write_journals(root, _rank_batches(0, 5, 10), 1)
+    result = merge_run(root, create_svg=False)
+    assert result.missing_ranks == [1]
+    assert "ranks_missing" in result.collection.read_text()  # type: ignore[union-attr]
