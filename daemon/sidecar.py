@@ -189,9 +189,9 @@ class Sidecar:
                 state.world_size = int(info.get("world_size", 1) or 1)
                 state.said_bye = False
             elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank
-                state = self._ranks.get(rank)
-                if state is not None and info.get("pid") == state.pid:
-                    state.said_bye = True
+                known = self._ranks.get(rank)
+                if known is not None and info.get("pid") == known.pid:
+                    known.said_bye = True
 
     def _all_done(self) -> bool:
         if not self._ranks:

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Launcher and YPROV_* variables of the machine must not leak into tests."""
     for name in list(os.environ):
-        if name.startswith(("YPROV_", "SLURM_", "OMPI_", "PMI_", "PMIX_", "MPI_LOCAL", "TORCHELASTIC_")) or name in (
+        if name.startswith(
+            ("YPROV_", "SLURM_", "OMPI_", "PMI_", "PMIX_", "MPI_LOCAL", "TORCHELASTIC_")
+        ) or name in (
             "RANK",
             "LOCAL_RANK",
             "WORLD_SIZE",

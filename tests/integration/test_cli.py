@@ -14,8 +14,9 @@ from tests.conftest import PYTHON, python_env, start
 
 
 def _yprov(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "yprov_hpc.cli", *args], env=python_env(), capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [PYTHON, "-m", "yprov_hpc.cli", *args], env=python_env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -86,6 +87,7 @@ def test_merge_of_a_non_run_directory_fails_clearly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module", ["yprov_hpc", "yprov_daemon"])
 def test_import_does_not_load_heavy_modules(module: str) -> None:
     """Importing the package loads neither torch nor ZeroMQ nor pyarrow (they load when used)."""
-    code = f"import sys, {module}; print(sorted(m for m in ('torch','zmq','pyarrow','prov') if m in sys.modules))"
+    heavy = "('torch', 'zmq', 'pyarrow', 'prov')"
+    code = f"import sys, {module}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([PYTHON, "-c", code], env=python_env(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -53,7 +53,9 @@ def test_kill_9_of_the_sidecar_loses_nothing(save_dir: Path, monkeypatch: pytest
     assert act["yprov:events_missing"] == 0
 
 
-def test_frozen_sidecar_gets_resends_and_duplicates_are_dropped(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frozen_sidecar_gets_resends_and_duplicates_are_dropped(
+    save_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sidecar that stops answering: batches are resent, then spilled; when it wakes up and
     journals them too, the merge keeps each event once."""
     monkeypatch.setenv("YPROV_ACK_TIMEOUT_S", "0.2")
@@ -97,7 +99,9 @@ def test_sigterm_of_a_rank_keeps_its_events(tmp_path: Path) -> None:
     script = tmp_path / "loop.py"
     script.write_text(_LOOP)
     save = tmp_path / "prov"
-    proc = subprocess.Popen([PYTHON, str(script), str(save)], env=python_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, str(script), str(save)], env=python_env(), stdout=subprocess.PIPE, text=True
+    )
     last = -1
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -134,8 +138,13 @@ def test_forked_child_logs_on_its_own_stream(tmp_path: Path) -> None:
     """A forked child can log without deadlock; its events join the same rank, the parent's run goes on."""
     script = tmp_path / "fork.py"
     script.write_text(_FORK)
-    out = subprocess.run([PYTHON, str(script), str(tmp_path / "prov")], env=python_env(), capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [PYTHON, str(script), str(tmp_path / "prov")],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "0", "0"]  # nothing spilled: the sidecar served the parent on
     (doc_path,) = (tmp_path / "prov").glob("*/prov_fork_rank0.json")
@@ -159,8 +168,10 @@ def test_ranks_racing_to_start_share_one_sidecar(tmp_path: Path) -> None:
     """Three ranks starting at once on one machine start exactly one embedded sidecar."""
     script = tmp_path / "rank.py"
     script.write_text(_RANK)
-    procs = [subprocess.Popen([PYTHON, str(script), str(tmp_path / "prov"), str(r)], env=python_env())
-             for r in range(3)]
+    procs = [
+        subprocess.Popen([PYTHON, str(script), str(tmp_path / "prov"), str(r)], env=python_env())
+        for r in range(3)
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     run_dir = tmp_path / "prov" / "race_race1"
     assert len(list((run_dir / "journal").glob("node-*.journal"))) == 1
@@ -178,7 +189,12 @@ def _node() -> str:
 
 def test_pytest_runs_this_file_with_the_checkout() -> None:
     """The subprocesses above import this checkout's yprov_hpc (guards against a stale install)."""
-    out = subprocess.run([PYTHON, "-c", "import yprov_hpc; print(yprov_hpc.__file__)"], env=python_env(),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [PYTHON, "-c", "import yprov_hpc; print(yprov_hpc.__file__)"],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert Path(out.strip()).parent.parent == Path(__file__).resolve().parent.parent.parent
     assert textwrap and sys

@@ -17,13 +17,21 @@ if MPIEXEC is None:  # the test set-up installs MPICH; say so loudly if it did n
 
 
 def _mpiexec(n: int, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MPIEXEC, "-n", str(n), PYTHON, *args], cwd=cwd, env=python_env(),  # type: ignore[list-item]
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [MPIEXEC, "-n", str(n), PYTHON, *args],
+        cwd=cwd,
+        env=python_env(),  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def test_four_rank_quickstart(tmp_path: Path) -> None:
     """mpiexec -n 4: four rank documents and a collection linking them, from one shared sidecar."""
-    out = _mpiexec(4, str(ROOT / "examples" / "quickstart.py"), "--epochs", "2", "--save-dir", "prov", cwd=tmp_path)
+    out = _mpiexec(
+        4, str(ROOT / "examples" / "quickstart.py"), "--epochs", "2", "--save-dir", "prov", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "prov").iterdir()
     docs = sorted(run_dir.glob("prov_quickstart_rank*.json"))
@@ -43,7 +51,9 @@ def test_four_rank_quickstart(tmp_path: Path) -> None:
 
 def test_mpi4py_data_parallel_training(tmp_path: Path) -> None:
     """An mpi4py program (allreduce every step) records every rank's metrics."""
-    out = _mpiexec(3, str(ROOT / "examples" / "mpi_train.py"), "--steps", "50", "--save-dir", "prov", cwd=tmp_path)
+    out = _mpiexec(
+        3, str(ROOT / "examples" / "mpi_train.py"), "--steps", "50", "--save-dir", "prov", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "prov").iterdir()
     ws = []
@@ -57,6 +67,8 @@ def test_mpi4py_data_parallel_training(tmp_path: Path) -> None:
 
 def test_single_rank_under_mpiexec(tmp_path: Path) -> None:
     """One rank under mpiexec is an ordinary run with a valid document."""
-    out = _mpiexec(1, str(ROOT / "examples" / "quickstart.py"), "--epochs", "1", "--save-dir", "prov", cwd=tmp_path)
+    out = _mpiexec(
+        1, str(ROOT / "examples" / "quickstart.py"), "--epochs", "1", "--save-dir", "prov", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert len(list((tmp_path / "prov").glob("*/prov_quickstart_rank0.json"))) == 1

@@ -24,7 +24,9 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, str
     run_dir = tmp_path / "exp_r1"
     proc = subprocess.Popen(
         [PYTHON, "-m", "yprov_hpc.cli", "sidecar", "--run-dir", str(run_dir), "--node", "n0"],
-        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     ready = run_dir / "journal" / "sidecar-n0.json"
     deadline = time.monotonic() + 15
@@ -47,7 +49,9 @@ def _dealer(endpoint: str) -> zmq.Socket:  # type: ignore[type-arg]
     return sock
 
 
-def test_ack_means_journaled_and_garbage_is_survived(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+def test_ack_means_journaled_and_garbage_is_survived(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str],
+) -> None:
     """Malformed messages are dropped; a valid batch is in the journal by the time its ack arrives."""
     proc, run_dir, endpoint = sidecar
     sock = _dealer(endpoint)
@@ -68,7 +72,9 @@ def test_sigterm_drains_syncs_and_exits_zero(sidecar: tuple[subprocess.Popen[byt
     proc, run_dir, endpoint = sidecar
     sock = _dealer(endpoint)
     for i in range(20):
-        header, body = encode_batch("r1", 1, "n0", 7, i * 5, [(4, 1, "m", float(j), None, j) for j in range(5)], 1)
+        header, body = encode_batch(
+            "r1", 1, "n0", 7, i * 5, [(4, 1, "m", float(j), None, j) for j in range(5)], 1
+        )
         sock.send_multipart([header, body])
     for _ in range(20):
         decode_ack(sock.recv())
@@ -85,12 +91,17 @@ def test_private_directory_and_socket(sidecar: tuple[subprocess.Popen[bytes], Pa
     """The journal directory is 0700 and the ipc socket is not reachable by other users."""
     _, run_dir, endpoint = sidecar
     assert stat.S_IMODE(os.stat(run_dir / "journal").st_mode) == 0o700
-    sock_path = endpoint[len("ipc://"):]
+    sock_path = endpoint[len("ipc://") :]
     assert stat.S_IMODE(os.stat(sock_path).st_mode) & 0o077 == 0
 
 
 def test_sidecar_help_is_useful() -> None:
     """`yprov sidecar --help` describes the options."""
-    out = subprocess.run([PYTHON, "-m", "yprov_hpc.cli", "sidecar", "--help"], env=python_env(),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [PYTHON, "-m", "yprov_hpc.cli", "sidecar", "--help"],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "--run-dir" in out and "--embedded" in out and "journal" in out

@@ -41,8 +41,11 @@ def test_full_run_content(save_dir: Path, tmp_path: Path) -> None:
     act = {k: literal(v) for k, v in doc["activity"]["run:rank0"].items()}
     assert act["yprov:status"] == "finished" and act["yprov:world_size"] == 1
     assert act["prov:startTime"] < act["prov:endTime"]
-    assert set(doc["activity"]) >= {"run:rank0.context.training", "run:rank0.context.validation",
-                                    "run:rank0.context.finetuning"}
+    assert set(doc["activity"]) >= {
+        "run:rank0.context.training",
+        "run:rank0.context.validation",
+        "run:rank0.context.finetuning",
+    }
     # params are inputs, typed
     assert entity(doc, "run:rank0.param.use_amp")["prov:value"] is False
     assert entity(doc, "run:rank0.param.epochs")["prov:value"] == 3
@@ -60,8 +63,11 @@ def test_full_run_content(save_dir: Path, tmp_path: Path) -> None:
     series = run.run_dir / loss["yprov:series_path"]
     assert hashlib.sha256(series.read_bytes()).hexdigest() == loss["yprov:series_sha256"]
     table = pq.read_table(series).to_pydict()
-    rows = [(s, v) for k, n, s, v in zip(table["kind"], table["name"], table["step"], table["value"], strict=True)
-            if k == "metric" and n == "loss"]
+    rows = [
+        (s, v)
+        for k, n, s, v in zip(table["kind"], table["name"], table["step"], table["value"], strict=True)
+        if k == "metric" and n == "loss"
+    ]
     assert rows == list(enumerate(losses))
     # the artifact: copied, sized, hashed
     a = entity(doc, "run:rank0.artifact.weights.bin")

@@ -38,10 +38,14 @@ def test_reopening_appends_without_a_second_magic(tmp_path: Path) -> None:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
 @given(
-    frames=st.lists(st.tuples(st.binary(min_size=1, max_size=40), st.binary(max_size=80)), min_size=1, max_size=8),
+    frames=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=40), st.binary(max_size=80)), min_size=1, max_size=8
+    ),
     cut=st.integers(min_value=0, max_value=10_000),
 )
-def test_torn_tail_yields_a_prefix_of_whole_frames(tmp_path: Path, frames: list[tuple[bytes, bytes]], cut: int) -> None:
+def test_torn_tail_yields_a_prefix_of_whole_frames(
+    tmp_path: Path, frames: list[tuple[bytes, bytes]], cut: int
+) -> None:
     """Truncating a journal anywhere yields exactly the frames that were whole, and reports the cut."""
     path = tmp_path / "t.journal"
     path.unlink(missing_ok=True)

@@ -21,11 +21,23 @@ T0 = 1_780_000_000_000_000_000
 
 def _rank_batches(rank: int, n_metrics: int, batch: int, stream: int = 11) -> list[tuple[bytes, bytes]]:
     events: list[tuple[object, ...]] = [
-        (int(Kind.RUN_START), T0, {"run_id": "r1", "namespace": "http://x.org/", "experiment": "e",
-                                   "rank": rank, "world_size": 2, "node": "n0"}),
+        (
+            int(Kind.RUN_START),
+            T0,
+            {
+                "run_id": "r1",
+                "namespace": "http://x.org/",
+                "experiment": "e",
+                "rank": rank,
+                "world_size": 2,
+                "node": "n0",
+            },
+        ),
         (int(Kind.PARAM), T0 + 1, "lr", 0.1, "float"),
     ]
-    events += [(int(Kind.METRIC), T0 + 10 + i, "loss", 1.0 / (i + 1), "training", i) for i in range(n_metrics)]
+    events += [
+        (int(Kind.METRIC), T0 + 10 + i, "loss", 1.0 / (i + 1), "training", i) for i in range(n_metrics)
+    ]
     events.append((int(Kind.RUN_END), T0 + 10**9, "finished", {}))
     out = []
     for start in range(0, len(events), batch):

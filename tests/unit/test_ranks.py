@@ -11,11 +11,15 @@ from yprov_hpc.ranks import Placement, discover, shared_run_key
     ("env", "expected"),
     [
         ({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "8"}, (3, 1, 8, "torchrun")),
-        ({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_SIZE": "4"},
-         (2, 0, 4, "openmpi")),
+        (
+            {"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_SIZE": "4"},
+            (2, 0, 4, "openmpi"),
+        ),
         ({"PMI_RANK": "5", "MPI_LOCALRANKID": "1", "PMI_SIZE": "6"}, (5, 1, 6, "mpich")),
-        ({"SLURM_PROCID": "7", "SLURM_LOCALID": "3", "SLURM_NTASKS": "16", "SLURM_JOB_ID": "42"},
-         (7, 3, 16, "slurm")),
+        (
+            {"SLURM_PROCID": "7", "SLURM_LOCALID": "3", "SLURM_NTASKS": "16", "SLURM_JOB_ID": "42"},
+            (7, 3, 16, "slurm"),
+        ),
         ({}, (0, 0, 1, "none")),
     ],
 )
