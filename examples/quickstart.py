@@ -75,6 +75,8 @@ def main() -> None:
     prov4ml.log_artifact(model_file, context=prov4ml.Context.TRAINING, step=args.epochs)
 
     report = prov4ml.end_run(create_graph=True, create_svg=True)
+    for problem in report.problems:
+        print(f"rank {rank}: problem: {problem}")
     if report.merged:
         print(f"provenance of the whole run: {report.collection}")
         for doc in report.documents:

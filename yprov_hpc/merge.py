@@ -344,8 +344,9 @@ def merge_if_complete(layout: RunLayout, world_size: int) -> MergeResult | None:
     # let embedded sidecars finish (they stop after the last bye) so journals are final
     deadline = time.monotonic() + SIDECAR_EXIT_WAIT_S
     while time.monotonic() < deadline:
-        live = [p for p in layout.journal_dir.glob("sidecar-*.json") if read_ready_file(p)]
-        if not live or not all(json.loads(p.read_text()).get("embedded") for p in live):
+        # read each ready file once: a stopping sidecar deletes its file at any moment
+        live = [info for p in layout.journal_dir.glob("sidecar-*.json") if (info := read_ready_file(p))]
+        if not live or not all(info.get("embedded") for info in live):
             break
         time.sleep(0.02)
     return merge_run(layout.root)

@@ -35,6 +35,7 @@ def test_four_rank_quickstart(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "prov").iterdir()
     docs = sorted(run_dir.glob("prov_quickstart_rank*.json"))
+    assert docs, f"no documents; ranks said:\n{out.stdout}\n{out.stderr}"
     assert [d.name for d in docs] == [f"prov_quickstart_rank{r}.json" for r in range(4)]
     for r, path in enumerate(docs):
         doc = load(path)

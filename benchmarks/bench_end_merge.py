@@ -1,0 +1,60 @@
+"""end_run + merge for one rank with N metric points (default 100k): delivery, merge, documents.
+
+    python benchmarks/bench_end_merge.py [--points 100000] [--metrics 10]
+
+Times end_run (drain + acks + done marker + merge + DOT graphs) and then a second merge with
+`merge_run` alone (what `yprov merge` does), in a fresh process, with peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--metrics", type=int, default=10, help="distinct metric names")
+    args = parser.parse_args()
+    import yprov_hpc as prov4ml
+    from yprov_hpc.merge import merge_run
+
+    tmp = tempfile.mkdtemp()
+    prov4ml.start_run("www.example.org", "bench", tmp, handle_sigterm=False)
+    names = [f"metric_{i}" for i in range(args.metrics)]
+    t0 = time.perf_counter()
+    for i in range(args.points):
+        prov4ml.log_metric(names[i % args.metrics], i * 0.001, prov4ml.Context.TRAINING, i)
+    log_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    report = prov4ml.end_run()
+    end_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    merge_run(report.run_dir, create_svg=False)
+    merge_s = time.perf_counter() - t2
+    doc = report.documents[0]
+    series = Path(report.run_dir) / "metrics" / "rank0.parquet"
+    print(
+        json.dumps(
+            {
+                "points": args.points,
+                "log_loop_s": round(log_s, 3),
+                "end_run_incl_merge_s": round(end_s, 3),
+                "merge_again_s": round(merge_s, 3),
+                "rank_document_kb": round(doc.stat().st_size / 1024, 1),
+                "series_file_kb": round(series.stat().st_size / 1024, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "spilled": report.delivery.events_spilled,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Sidecar ingest rate: one real sidecar process, pre-encoded batches sent over ipc with a
+window of batches in flight; counts acked events per second (ack = journaled).
+
+    python benchmarks/bench_sidecar_ingest.py [--events 2000000] [--batch 100]
+
+The client is one Python process; on a 2-core machine the client and the sidecar each get a
+core. The floor is a bare ZeroMQ DEALER->ROUTER echo of the same frames in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from yprov_hpc.codec import encode_batch
+
+
+def _frames(n_batches: int, batch: int) -> list[tuple[bytes, bytes]]:
+    events = [(4, 1_780_000_000_000_000_000 + i, "loss", 0.5, "training", i) for i in range(batch)]
+    return [encode_batch("r", 0, "n0", 1, i * batch, events, 0) for i in range(n_batches)]
+
+
+def _pump(endpoint: str, frames: list[tuple[bytes, bytes]], window: int) -> float:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    sent = acked = 0
+    t0 = time.perf_counter()
+    while acked < len(frames):
+        while sent < len(frames) and sent - acked < window:
+            sock.send_multipart(frames[sent])
+            sent += 1
+        sock.recv()
+        acked += 1
+        while sock.poll(0):
+            sock.recv()
+            acked += 1
+    dt = time.perf_counter() - t0
+    sock.close()
+    return dt
+
+
+def _echo_floor(frames: list[tuple[bytes, bytes]], window: int) -> float:
+    ctx = zmq.Context.instance()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tempfile.mkdtemp()}/echo.sock"
+    router.bind(endpoint)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            if router.poll(50):
+                ident, _h, _b = router.recv_multipart()
+                router.send_multipart([ident, b"ack"])
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    dt = _pump(endpoint, frames, window)
+    stop.set()
+    t.join()
+    router.close()
+    return dt
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--window", type=int, default=200)
+    args = parser.parse_args()
+    n_batches = args.events // args.batch
+    frames = _frames(n_batches, args.batch)
+    run_dir = Path(tempfile.mkdtemp()) / "bench_r1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yprov_daemon", "--run-dir", str(run_dir), "--node", "n0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ready = run_dir / "journal" / "sidecar-n0.json"
+    while not ready.exists():
+        time.sleep(0.01)
+    endpoint = json.loads(ready.read_text())["endpoint"]
+    dt = _pump(endpoint, frames, args.window)
+    proc.terminate()
+    proc.wait()
+    journal_mb = (run_dir / "journal" / "node-n0.journal").stat().st_size / 1e6
+    floor_dt = _echo_floor(frames, args.window)
+    print(
+        json.dumps(
+            {
+                "events": n_batches * args.batch,
+                "batch_events": args.batch,
+                "sidecar_events_per_s": round(n_batches * args.batch / dt),
+                "sidecar_batches_per_s": round(n_batches / dt),
+                "journal_mb": round(journal_mb, 1),
+                "floor_python_echo_events_per_s": round(n_batches * args.batch / floor_dt),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
