@@ -4,13 +4,15 @@
 
 Each implementation runs in its own fresh process. The floor times `list.append` of the same
 tuple with the same per-call timer, so the timer's own cost is visible. `--peers` adds
-yProv4ML 3.2.8 and MLflow (file store) when importable (see benchmarks/README.md).
+yProv4ML 3.2.8 and MLflow (SQLite store, its supported local backend) when importable
+(see benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,16 +39,16 @@ elif impl == "yprov-hpc":
     def call(i): log("loss", 0.5, ctx, i)
     end = prov4ml.end_run
 elif impl == "yProv4ML 3.2.8":
-    import prov4ml
+    import yprov4ml as prov4ml
     prov4ml.start_run(prov_user_namespace="www.example.org", experiment_name="bench",
                       provenance_save_dir=tmp, save_after_n_logs=100)
     ctx = prov4ml.Context.TRAINING
     log = prov4ml.log_metric
     def call(i): log("loss", 0.5, context=ctx, step=i)
     end = prov4ml.end_run
-elif impl == "MLflow (file store)":
+elif impl == "MLflow (sqlite store)":
     import mlflow
-    mlflow.set_tracking_uri("file://" + tmp)
+    mlflow.set_tracking_uri("sqlite:///" + tmp + "/mlflow.db")
     mlflow.start_run()
     def call(i): mlflow.log_metric("loss", 0.5, step=i)
     end = mlflow.end_run
@@ -92,8 +94,8 @@ def main() -> None:
 
     impls = [("floor: list.append", sys.executable), ("yprov-hpc", sys.executable)]
     if args.peers:
-        impls += [("yProv4ML 3.2.8", args.peers_python), ("MLflow (file store)", args.peers_python)]
-    results = {name: run_impl(name, args.calls, py) for name, py in impls}
+        impls += [("yProv4ML 3.2.8", args.peers_python), ("MLflow (sqlite store)", args.peers_python)]
+    results = {name: run_impl(name, args.calls, os.path.abspath(py)) for name, py in impls}
     if args.json:
         print(json.dumps({"machine": machine(), "calls": args.calls, "results": results}, indent=2))
         return

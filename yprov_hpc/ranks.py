@@ -153,8 +153,9 @@ def shared_run_key(placement: Placement, env: Mapping[str, str] | None = None) -
         step = env.get("SLURM_STEP_ID", "")
         return f"slurm{env['SLURM_JOB_ID']}" + (f".{step}" if step else "")
     elastic = env.get("TORCHELASTIC_RUN_ID", "")
-    if elastic and elastic != "none":
-        return "torchrun-" + hashlib.sha1(elastic.encode()).hexdigest()[:10]
+    if elastic and elastic != "none":  # an elastic restart is a new run
+        restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+        return "torchrun-" + hashlib.sha1(f"{elastic}:{restart}".encode()).hexdigest()[:10]
     if placement.world_size <= 1:
         return None
     import psutil

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from . import environment
-from .config import Config
+from .config import ENV_RUN_ID, Config
 from .context import Context
 from .errors import (
     ArtifactNotFoundError,
+    ConfigError,
     InvalidArgumentError,
     InvalidKeyError,
     NoActiveRunError,
@@ -96,6 +97,13 @@ class Run:
         self.placement = placement
         self.run_id = run_id
         self.layout = RunLayout.create(config.save_dir, config.experiment, run_id)
+        if self.layout.merge_claim.exists():
+            raise ConfigError(
+                "run_id",
+                run_id,
+                f"{self.layout.root} already holds a finished run; use a new run id "
+                f"(unset {ENV_RUN_ID} or pass another run_id)",
+            )
         self.rank = placement.rank
         self.stream = secrets.randbits(63)
         self.started_ns = _time_ns()

@@ -48,6 +48,14 @@ def test_second_start_run_while_active_is_refused(save_dir: Path) -> None:
         start(save_dir, sidecar="off")
 
 
+def test_reusing_a_finished_run_id_is_refused(save_dir: Path) -> None:
+    """A run id whose run directory already holds a finished run cannot be started again."""
+    start(save_dir, sidecar="off", run_id="fixed")
+    prov4ml.end_run()
+    with pytest.raises(prov4ml.ConfigError, match="already holds a finished run"):
+        start(save_dir, sidecar="off", run_id="fixed")
+
+
 def test_param_conflict_names_key_and_both_values(save_dir: Path) -> None:
     """The same param with another value raises ParamConflictError carrying key, old and new."""
     start(save_dir, sidecar="off")

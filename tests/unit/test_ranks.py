@@ -60,3 +60,7 @@ def test_shared_run_key() -> None:
     assert shared_run_key(_placement(2), {"TORCHELASTIC_RUN_ID": "abc"}) != shared_run_key(
         _placement(2), {"TORCHELASTIC_RUN_ID": "abd"}
     )
+    restarted = {"TORCHELASTIC_RUN_ID": "abc", "TORCHELASTIC_RESTART_COUNT": "1"}
+    assert shared_run_key(_placement(2), restarted) != shared_run_key(
+        _placement(2), {"TORCHELASTIC_RUN_ID": "abc"}
+    )
