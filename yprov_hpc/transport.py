@@ -192,13 +192,12 @@ class Sender:
     def _send_buffer(self, socket: Any) -> None:
         with self._lock:
             while self.buffer:
+                busy = len(self._inflight) >= self._max_inflight
+                if socket is not None and busy and not self._degraded:
+                    return  # a healthy, busy sidecar: wait for acks; the bounded buffer holds the rest
                 header, body, n = self._cut_batch()
                 seq_start = self._seq - n
-                if (
-                    socket is None
-                    or len(self._inflight) >= self._max_inflight
-                    or (self._degraded and self._inflight)
-                ):
+                if socket is None or (self._degraded and self._inflight):
                     self._spill(header, body, n)
                     continue
                 if self._send(socket, header, body):
@@ -270,11 +269,12 @@ class Sender:
     def _finish(self, socket: Any) -> None:
         self._send_buffer(socket)
         deadline = time.monotonic() + self._end_timeout_s
-        while socket is not None and self._inflight and not self._degraded:
+        while socket is not None and (self._inflight or self.buffer) and not self._degraded:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             self._receive_acks(socket, min(left, POLL_S))
+            self._send_buffer(socket)
             self._check_timeouts(socket, time.monotonic())
         with self._lock:
             for item in self._inflight.values():

@@ -125,3 +125,15 @@ def test_missing_graphviz_still_writes_dot(save_dir: Path, monkeypatch: pytest.M
     assert any("Graphviz" in p for p in report.problems)
     assert (report.run_dir / "graph" / "prov_nodot_rank0.dot").exists()
     assert not list((report.run_dir / "graph").glob("*.svg"))
+
+
+def test_busy_sidecar_applies_backpressure_not_spill(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a tiny in-flight window, a healthy sidecar that lags behind makes the sender wait for
+    acks; nothing goes to the spool (the spool is for a sidecar that stopped answering)."""
+    monkeypatch.setenv("YPROV_MAX_INFLIGHT_BATCHES", "2")
+    start(save_dir, "backpressure", save_after_n_logs=10)
+    for i in range(20_000):
+        prov4ml.log_metric("loss", float(i), step=i)
+    report = prov4ml.end_run()
+    assert report.delivery.events_spilled == 0 and report.delivery.batches_acked == report.delivery.batches
+    assert entity(load(report.documents[0]), "run:rank0.metric.loss.run")["yprov:count"] == 20_000
