@@ -31,6 +31,7 @@ log = logging.getLogger("yprov_daemon")
 
 DRAIN_MAX = 2000  # messages handled per loop before flushing and acking
 PID_CHECK_S = 1.0
+EXIT_GRACE_S = 1.0  # embedded mode: how long to keep serving after the last rank's bye
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,22 @@ class Sidecar:
         log.info("serving %s on node %s, journal %s", s.endpoint, s.node, journal.path)
         started = time.monotonic()
         last_pid_check = started
+        exit_at: float | None = None
         try:
             while not self._stop:
                 if sock.poll(100, zmq.POLLIN):
                     self._drain(sock, journal)
                 if s.embedded:
                     now = time.monotonic()
-                    if now - last_pid_check >= PID_CHECK_S or self._all_done():
+                    if exit_at is not None:
+                        if now >= exit_at:
+                            break
+                    elif now - last_pid_check >= PID_CHECK_S or self._all_done():
                         last_pid_check = now
                         if self._should_exit(now - started):
-                            break
+                            # keep answering a little longer: the last acks are still in the
+                            # socket's queue, and a closed socket does not deliver them
+                            exit_at = now + EXIT_GRACE_S
             self._drain(sock, journal)  # a last drain after a signal
         finally:
             journal.close()

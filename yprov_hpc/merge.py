@@ -26,7 +26,6 @@ from .layout import RunLayout
 from .provmap import DocumentBuilder, ncname, qname, run_id_of
 from .rankdoc import RankDelivery, RankFold, write_rank
 from .series import sha256_of
-from .sidecar_client import read_ready_file
 
 log = logging.getLogger("yprov_hpc")
 
@@ -327,12 +326,13 @@ def _write_report(layout: RunLayout, result: MergeResult, world_size: int) -> No
     layout.merge_report.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
 
 
-SIDECAR_EXIT_WAIT_S = 3.0
-
-
 def merge_if_complete(layout: RunLayout, world_size: int) -> MergeResult | None:
     """Merge now if every rank of the world has written its done marker and nobody else
-    claimed the merge; else None (another rank, or ``yprov merge``, will do it)."""
+    claimed the merge; else None (another rank, or ``yprov merge``, will do it).
+
+    A done marker is written after every event of its rank was acked (an ack means the batch
+    is in the sidecar's journal, flushed to the OS) or spilled to the rank's spool, so the
+    journals hold the whole run by now, whether or not a sidecar is still running."""
     if not all(layout.done_marker(r).exists() for r in range(world_size)):
         return None
     try:
@@ -341,12 +341,4 @@ def merge_if_complete(layout: RunLayout, world_size: int) -> MergeResult | None:
         return None
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
-    # let embedded sidecars finish (they stop after the last bye) so journals are final
-    deadline = time.monotonic() + SIDECAR_EXIT_WAIT_S
-    while time.monotonic() < deadline:
-        # read each ready file once: a stopping sidecar deletes its file at any moment
-        live = [info for p in layout.journal_dir.glob("sidecar-*.json") if (info := read_ready_file(p))]
-        if not live or not all(info.get("embedded") for info in live):
-            break
-        time.sleep(0.02)
     return merge_run(layout.root)

@@ -35,6 +35,7 @@ from .events import Kind
 from .layout import RunLayout, safe_name
 from .ranks import Placement
 from .transport import Sender, SenderStats
+from .values import PLAIN_CONTEXTS as _plain_contexts
 from .values import context_value, metric_value, param_value, same_param, step_value
 
 log = logging.getLogger("yprov_hpc")
@@ -231,8 +232,8 @@ class Run:
             raise InvalidKeyError("log_metric", key)
         if type(value) is not float:
             value = metric_value(key, value)
-        if context is not None and type(context) is not Context:
-            context = context_value(context)
+        if context is not None:
+            context = _plain_contexts.get(context) or context_value(context)
         if step is not None and type(step) is not int:
             step = step_value("log_metric", step)
         buf = self._buffer

@@ -145,8 +145,9 @@ class Sender:
             socket = self._connect(endpoint) if endpoint else None
             if socket is None:
                 self._degraded = True
+            self._send_buffer(socket)  # what was logged while connecting ships at once
             if self._on_connected is not None:
-                self._on_connected()
+                self._on_connected()  # e.g. the environment capture, after the first send
             last_flush = time.monotonic()
             while not self._closing.is_set():
                 if socket is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 from typing import Any
 
 import orjson
@@ -16,7 +17,11 @@ import orjson
 from .context import Context
 from .errors import InvalidArgumentError, MetricValueError
 
-_contexts: dict[str, Context] = {}
+# Context name -> its plain, interned str. Events store plain strs: a Context (a heap type)
+# is tracked by the garbage collector, and a tuple holding one can never be untracked, so a
+# buffer of such tuples would make every GC pass walk it. Keyed by plain str; a Context finds
+# its entry too (same hash and equality).
+PLAIN_CONTEXTS: dict[str, str] = {}
 
 
 def metric_value(key: str, value: Any) -> float:
@@ -41,18 +46,18 @@ def step_value(call: str, step: Any) -> int:
     raise InvalidArgumentError(call, "step", step, "an int or None")
 
 
-def context_value(context: Any) -> Context:
-    """A Context from a Context, a str, or an Enum-like object with a ``value``."""
-    found = _contexts.get(context) if isinstance(context, str) else None
+def context_value(context: Any) -> str:
+    """The context's name as a plain str, from a Context, a str, or an Enum-like ``value``."""
+    found = PLAIN_CONTEXTS.get(context) if isinstance(context, str) else None
     if found is not None:
         return found
     raw = getattr(context, "value", context)  # Enum members of other libraries
     if not isinstance(raw, str):
         raise InvalidArgumentError("log", "context", context, "a Context, a str or None")
-    ctx = Context(raw)
+    plain = sys.intern(str.__str__(Context(raw)))
     if isinstance(context, str):
-        _contexts[context] = ctx
-    return ctx
+        PLAIN_CONTEXTS[str.__str__(context)] = plain
+    return plain
 
 
 def param_value(value: Any) -> tuple[Any, str]:

@@ -137,3 +137,15 @@ def test_busy_sidecar_applies_backpressure_not_spill(save_dir: Path, monkeypatch
     report = prov4ml.end_run()
     assert report.delivery.events_spilled == 0 and report.delivery.batches_acked == report.delivery.batches
     assert entity(load(report.documents[0]), "run:rank0.metric.loss.run")["yprov:count"] == 20_000
+
+
+def test_last_ack_reaches_the_rank_before_the_sidecar_exits(save_dir: Path) -> None:
+    """The embedded sidecar stops after the last bye, but not before that bye's ack is delivered:
+    end_run sees every batch acked and spills nothing."""
+    for attempt in range(3):
+        start(save_dir, f"lastack{attempt}")
+        for i in range(100_000):
+            prov4ml.log_metric(f"m{i % 10}", float(i), prov4ml.Context.TRAINING, i)
+        report = prov4ml.end_run()
+        assert report.delivery.batches_acked == report.delivery.batches, report.delivery
+        assert report.delivery.events_spilled == 0
