@@ -21,11 +21,11 @@ import orjson
 
 from .codec import decode_body, decode_header
 from .errors import DecodeError
+from .hashing import sha256_file
 from .journal import ReadReport, read_frame_at, read_frames
 from .layout import RunLayout
 from .provmap import DocumentBuilder, ncname, qname, run_id_of
 from .rankdoc import RankDelivery, RankFold, write_rank
-from .series import sha256_of
 
 log = logging.getLogger("yprov_hpc")
 
@@ -270,7 +270,7 @@ def _write_collection(
                 "prov:type": qname("yprov:RankDocument"),
                 "prov:label": path.name,
                 "yprov:path": path.name,
-                "yprov:sha256": sha256_of(path),
+                "yprov:sha256": sha256_file(path),
                 "yprov:rank": rank,
             },
         )

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 
 from .events import Kind
+from .hashing import sha256_file
 from .layout import RunLayout
 from .provmap import DocumentBuilder, qname, run_id_of, time_literal
-from .series import SeriesColumns, sha256_of, write_series
+from .series import SeriesColumns, write_series
 
 _METRIC = int(Kind.METRIC)
 _EXEC = int(Kind.EXEC_TIME)
@@ -179,7 +180,7 @@ def write_rank(layout: RunLayout, fold: RankFold, delivery: RankDelivery) -> Pat
     env_path = layout.environment_file(r)
     env_path.parent.mkdir(parents=True, exist_ok=True)
     env_path.write_bytes(orjson.dumps(fold.environment, option=orjson.OPT_INDENT_2))
-    env_sha = sha256_of(env_path)
+    env_sha = sha256_file(env_path)
 
     done = delivery.done
     status = fold.status or str(done.get("status") or "incomplete (no end_run recorded)")

@@ -7,7 +7,6 @@ the sidecar and in the merge.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from .errors import (
     ParamConflictError,
 )
 from .events import Kind
+from .hashing import sha256_path
 from .layout import RunLayout, safe_name
 from .ranks import Placement
 from .transport import Sender, SenderStats
@@ -67,27 +67,6 @@ class RunReport:
 def new_run_id() -> str:
     """A fresh run id: UTC time plus randomness, safe in file names and PROV identifiers."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_path(path: Path) -> tuple[str, int]:
-    """(sha256, size in bytes) of a file, or of a directory as the hash of its sorted listing."""
-    if path.is_file():
-        return _sha256_file(path), path.stat().st_size
-    h = hashlib.sha256()
-    total = 0
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest = _sha256_file(item)
-        h.update(f"{item.relative_to(path).as_posix()}\0{digest}\n".encode())
-        total += item.stat().st_size
-    return h.hexdigest(), total
 
 
 class Run:

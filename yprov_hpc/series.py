@@ -6,9 +6,10 @@ Read it with ``pyarrow.parquet.read_table`` or pandas/polars.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
+
+from .hashing import sha256_file
 
 
 class SeriesColumns:
@@ -57,7 +58,7 @@ def write_series(columns: SeriesColumns, path: Path) -> str:
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
-    return sha256_of(path)
+    return sha256_file(path)
 
 
 def read_series(path: Path) -> Any:
@@ -65,11 +66,3 @@ def read_series(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     return pq.read_table(path)
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
