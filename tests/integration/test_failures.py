@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -197,4 +195,41 @@ def test_pytest_runs_this_file_with_the_checkout() -> None:
         check=True,
     ).stdout
     assert Path(out.strip()).parent.parent == Path(__file__).resolve().parent.parent.parent
-    assert textwrap and sys
+
+
+_TORCHRUN_WORKER = """
+import sys, yprov_hpc as prov4ml
+run = prov4ml.start_run("www.example.org", "elastic", sys.argv[1])
+for i in range(200):
+    prov4ml.log_metric("loss", float(i), prov4ml.Context.TRAINING, i)
+print(run.rank, run.placement.launcher, run.run_id)
+prov4ml.end_run()
+"""
+
+
+def test_torchrun_style_workers_share_one_run(tmp_path: Path) -> None:
+    """Workers with torchrun's environment (RANK, LOCAL_RANK, WORLD_SIZE, TORCHELASTIC_RUN_ID)
+    agree on one run and one sidecar. (torchrun itself is exercised with the PyTorch tests.)"""
+    script = tmp_path / "worker.py"
+    script.write_text(_TORCHRUN_WORKER)
+    procs = []
+    for rank in range(4):
+        env = python_env() | {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "4",
+            "LOCAL_WORLD_SIZE": "4",
+            "TORCHELASTIC_RUN_ID": "a1b2c3",
+            "TORCHELASTIC_RESTART_COUNT": "0",
+        }
+        procs.append(
+            subprocess.Popen(
+                [PYTHON, str(script), str(tmp_path / "prov")], env=env, stdout=subprocess.PIPE, text=True
+            )
+        )
+    lines = sorted(p.communicate(timeout=60)[0].split() for p in procs)
+    assert [line[:2] for line in lines] == [[str(r), "torchrun"] for r in range(4)]
+    assert len({line[2] for line in lines}) == 1
+    (run_dir,) = (tmp_path / "prov").iterdir()
+    assert len(load(run_dir / "prov_elastic_collection.json")["hadMember"]) == 4
+    assert len(list((run_dir / "journal").glob("node-*.journal"))) == 1
