@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up yprov-hpc in ./.venv and run the demo training run on the embedded default
-# (a local sidecar started by start_run). Prints where the provenance went.
+# Set up yprov-hpc in ./.venv and run the demo: the yProv4ML paper's PyTorch example
+# (examples/pytorch_mnist.py, on a generated MNIST-like data set) recorded on the embedded
+# default (a local sidecar started by start_run). Prints where the provenance went.
 #   ./scripts/demo.sh            one process
-#   ./scripts/demo.sh -n 4       four MPI ranks on this machine (installs the MPICH wheel)
+#   ./scripts/demo.sh -n 4       four ranks with torchrun and DDP (examples/ddp_train.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks=1
@@ -11,14 +12,15 @@ python3 -m venv .venv >/dev/null 2>&1 || python3 -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
-if [ "$ranks" -gt 1 ]; then extras=".[mpi]"; else extras="."; fi
-python -m pip install -q -e "$extras"
+bash scripts/install_torch.sh
+python -m pip install -q ".[torch]"
 if [ "$ranks" -gt 1 ]; then
-  mpiexec -n "$ranks" python examples/quickstart.py "$@"
+  torchrun --nproc-per-node "$ranks" examples/ddp_train.py "$@"
+  run_dir=$(ls -td prov/ddp_mnist_* | head -n 1)
 else
-  python examples/quickstart.py "$@"
+  python examples/pytorch_mnist.py "$@"
+  run_dir=$(ls -td prov/experiment_name_* | head -n 1)
 fi
-run_dir=$(ls -td prov/quickstart_* | head -n 1)
 echo
 yprov validate "$run_dir"/prov_*.json
-echo "open $run_dir/graph/ for the provenance graphs (DOT, and SVG when Graphviz is installed)"
+echo "graphs (DOT, and SVG when Graphviz is installed): $run_dir/graph/"

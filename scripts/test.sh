@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
-# Installs: Graphviz (Debian package, for SVG), the project with its dev extra in ./.venv
-# (pytest, hypothesis, mpi4py and the MPICH wheel that provides mpiexec), then runs
-# ruff, mypy and pytest. Extra arguments go to pytest.
+# Installs: Graphviz (Debian package, for SVG), torch (CPU build when one is at hand; see
+# scripts/install_torch.sh), the project with its dev extra in ./.venv (pytest, hypothesis,
+# mpi4py and the MPICH wheel that provides mpiexec, Lightning), then runs ruff, mypy and
+# pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ python3 -m venv .venv >/dev/null 2>&1 || python3 -m venv .venv
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
+bash scripts/install_torch.sh
 python -m pip install -q -e ".[dev]"
 
 echo "== ruff"; ruff check .

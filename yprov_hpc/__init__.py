@@ -12,6 +12,8 @@ Importing this package is cheap: ZeroMQ, msgpack and everything heavier load whe
 
 from __future__ import annotations
 
+from typing import Any
+
 from .api import (
     active_run,
     end_run,
@@ -19,11 +21,14 @@ from .api import (
     log_artifact,
     log_carbon_metrics,
     log_current_execution_time,
+    log_dataset,
     log_metric,
     log_metrics,
+    log_model,
     log_param,
     log_params,
     log_system_metrics,
+    save_model_version,
     start_run,
 )
 from .context import Context
@@ -53,6 +58,7 @@ __all__ = [
     "MetricValueError",
     "NoActiveRunError",
     "ParamConflictError",
+    "ProvLightningLogger",
     "Run",
     "RunAlreadyActiveError",
     "RunReport",
@@ -64,10 +70,23 @@ __all__ = [
     "log_artifact",
     "log_carbon_metrics",
     "log_current_execution_time",
+    "log_dataset",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "log_system_metrics",
+    "save_model_version",
     "start_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``ProvLightningLogger`` is imported on first use: it needs Lightning, which
+    ``import yprov_hpc`` must not load."""
+    if name == "ProvLightningLogger":
+        from .lightning import ProvLightningLogger
+
+        return ProvLightningLogger
+    raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")

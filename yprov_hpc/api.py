@@ -81,7 +81,7 @@ def start_run(
         }
     )
     placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)
-    rid = cfg.run_id or shared_run_key(placement) or new_run_id()
+    rid = cfg.run_id or shared_run_key(placement, proposal=new_run_id()) or new_run_id()
     run = Run(cfg, placement, rid)
     _active = run
     _ended = False
@@ -162,6 +162,38 @@ def log_system_metrics(context: Context | str | None = None, step: int | None = 
 def log_carbon_metrics(context: Context | str | None = None, step: int | None = None) -> None:
     """Mark this moment for energy and carbon metrics (from the node sidecar, joined at merge)."""
     _require("log_carbon_metrics").log_carbon_metrics(context, step)
+
+
+def log_model(
+    model_label: Any,
+    model: Any,
+    log_model_info: bool = True,
+    log_model_layers: bool = False,
+    is_input: bool = False,
+    sample_input: Any = None,
+    context: Context | str | None = None,
+    step: int | None = None,
+) -> None:
+    """Record a PyTorch model (label and model in either order)."""
+    _require("log_model").log_model(
+        model_label, model, log_model_info, log_model_layers, is_input, sample_input, context, step
+    )
+
+
+def save_model_version(
+    model: Any,
+    model_name: str,
+    context: Context | str | None = None,
+    step: int | None = None,
+    timestamp: float | None = None,
+) -> Path:
+    """Save the next numbered checkpoint of ``model_name`` inside the run directory."""
+    return _require("save_model_version").save_model_version(model, model_name, context, step, timestamp)
+
+
+def log_dataset(dataset: Any, label: str, context: Context | str | None = None) -> None:
+    """Record a Dataset or DataLoader as an input."""
+    _require("log_dataset").log_dataset(dataset, label, context)
 
 
 # --- process hooks: SIGTERM, interpreter exit, fork -----------------------------------------

@@ -43,7 +43,7 @@ class Kind(IntEnum):
     HELLO = 11  # [kind, ts_ns, info: dict]  (pid, world_size, local_rank, launcher)
     BYE = 12  # [kind, ts_ns, stats: dict]
     ENVIRONMENT = 13  # [kind, ts_ns, info: dict]
-    MODEL = 14  # [kind, ts_ns, label, info: dict]
+    MODEL = 14  # [kind, ts_ns, label, context | None, step | None, info: dict]
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,16 @@ class DocumentBuilder:
     def on_behalf_of(self, delegate: str, responsible: str) -> None:
         self.relation("actedOnBehalfOf", {"prov:delegate": delegate, "prov:responsible": responsible})
 
+    def revision_of(self, generated: str, used: str) -> None:
+        """``generated`` is a revised version of ``used`` (wasDerivedFrom, prov:Revision)."""
+        self.relation(
+            "wasDerivedFrom",
+            {"prov:generatedEntity": generated, "prov:usedEntity": used, "prov:type": qname("prov:Revision")},
+        )
+
+    def alternate(self, one: str, other: str) -> None:
+        self.relation("alternateOf", {"prov:alternate1": one, "prov:alternate2": other})
+
     def member(self, collection: str, entity: str) -> None:
         self.relation("hadMember", {"prov:collection": collection, "prov:entity": entity})
 

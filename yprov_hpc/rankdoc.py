@@ -91,6 +91,9 @@ class RankFold:
     contexts: dict[str, list[int]] = field(default_factory=dict)
     artifacts: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)
+    models: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
+    versions: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
+    datasets: list[tuple[str, str | None, int, dict[str, Any]]] = field(default_factory=list)
     hellos: int = 0
     byes: int = 0
     other_events: dict[int, list[list[Any]]] = field(default_factory=dict)
@@ -142,6 +145,15 @@ class RankFold:
             self._touch_context(ev[3], ts)
         elif kind == Kind.ENVIRONMENT:
             self.environment = ev[2]
+        elif kind == Kind.MODEL:
+            self.models.append((ev[2], ev[3], ev[4], ts, ev[5]))
+            self._touch_context(ev[3], ts)
+        elif kind == Kind.MODEL_VERSION:
+            self.versions.append((ev[2], ev[3], ev[4], ts, ev[5]))
+            self._touch_context(ev[3], ts)
+        elif kind == Kind.DATASET:
+            self.datasets.append((ev[2], ev[3], ts, ev[4]))
+            self._touch_context(ev[3], ts)
         elif kind == Kind.HELLO:
             self.hellos += 1
         elif kind == Kind.BYE:
@@ -354,8 +366,69 @@ def write_rank(layout: RunLayout, fold: RankFold, delivery: RankDelivery) -> Pat
         )
         b.generated(ent, ctx_ids.get(ctx or "", me), ts)
 
+    _write_torch_records(b, local, me, ctx_ids, fold)
+
     path = layout.rank_document(r)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(b.to_bytes())
     os.replace(tmp, path)
     return path
+
+
+def _write_torch_records(
+    b: DocumentBuilder, local: str, me: str, ctx_ids: dict[str, str], fold: RankFold
+) -> None:
+    """Datasets (used), model versions (a revision chain per name) and models."""
+    for label, ctx, ts, info in fold.datasets:
+        ent = b.entity(
+            run_id_of(f"{local}.dataset.{label}"),
+            {
+                "prov:type": qname("yprov:Dataset"),
+                "prov:label": label,
+                "yprov:context": ctx,
+                **{f"yprov:{k}": v for k, v in info.items()},
+            },
+        )
+        b.used(ctx_ids.get(ctx or "", me), ent, ts)
+
+    by_weights: dict[str, str] = {}
+    previous: dict[str, str] = {}
+    for name, ctx, step, ts, info in sorted(fold.versions, key=lambda v: (v[0], v[4].get("version", 0))):
+        ent = b.entity(
+            run_id_of(f"{local}.model.{name}.v{info.get('version')}"),
+            {
+                "prov:type": qname("yprov:ModelVersion"),
+                "prov:label": f"{name} v{info.get('version')}",
+                "yprov:model_name": name,
+                "yprov:context": ctx,
+                "yprov:step": step,
+                **{f"yprov:{k}": v for k, v in info.items()},
+            },
+        )
+        b.generated(ent, ctx_ids.get(ctx or "", me), ts)
+        if name in previous:
+            b.revision_of(ent, previous[name])
+        previous[name] = ent
+        if info.get("state_sha256"):
+            by_weights[info["state_sha256"]] = ent  # the latest version with these weights
+
+    for label, ctx, step, ts, info in fold.models:
+        attrs = {k: v for k, v in info.items() if k != "is_input"}
+        ent = b.entity(
+            run_id_of(f"{local}.model.{label}"),
+            {
+                "prov:type": qname("yprov:Model"),
+                "prov:label": label,
+                "yprov:context": ctx,
+                "yprov:step": step,
+                **{f"yprov:{k}": v for k, v in attrs.items()},
+            },
+        )
+        activity = ctx_ids.get(ctx or "", me)
+        if info.get("is_input"):
+            b.used(activity, ent, ts)
+        else:
+            b.generated(ent, activity, ts)
+        same = by_weights.get(info.get("state_sha256", ""))
+        if same is not None:
+            b.alternate(ent, same)  # the same weights as that saved version

@@ -68,7 +68,8 @@ def _from_mpi4py() -> tuple[int, int] | None:
     if mpi is None:
         return None
     try:
-        if mpi.Is_initialized() and not mpi.Is_finalized():
+        # a world of one says nothing (Lightning, for one, initialises MPI just by importing it)
+        if mpi.Is_initialized() and not mpi.Is_finalized() and mpi.COMM_WORLD.Get_size() > 1:
             return int(mpi.COMM_WORLD.Get_rank()), int(mpi.COMM_WORLD.Get_size())
     except Exception:
         return None
@@ -141,12 +142,44 @@ def discover(
     )
 
 
-def shared_run_key(placement: Placement, env: Mapping[str, str] | None = None) -> str | None:
+STORE_TIMEOUT_S = 120.0
+_store_runs = 0  # runs this process agreed on through the torch.distributed store
+
+
+def _agree_through_torch_store(placement: Placement, proposal: str) -> str | None:
+    """Rank 0's proposal, shared through the default process group's key-value store.
+
+    A store ``set``/``wait``/``get``, not a collective: it cannot deadlock training, and a
+    rank whose rank 0 never starts a run gets None after a timeout. Each run of the process
+    group uses its own key, so sequential runs of one job get distinct ids."""
+    global _store_runs
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or _from_torch() is None:
+        return None
+    try:
+        from datetime import timedelta
+
+        store = dist.distributed_c10d._get_default_store()
+        key = f"yprov-hpc/run-id/{_store_runs}"
+        if placement.rank == 0:
+            store.set(key, proposal)
+        store.wait([key], timedelta(seconds=STORE_TIMEOUT_S))
+        agreed = store.get(key)
+    except Exception:  # no store (a custom backend), or rank 0 never published
+        return None
+    _store_runs += 1
+    return agreed.decode() if isinstance(agreed, bytes) else str(agreed)
+
+
+def shared_run_key(
+    placement: Placement, env: Mapping[str, str] | None = None, proposal: str | None = None
+) -> str | None:
     """A key every rank of one job computes alike, or None when the run is a lone process.
 
-    Slurm: job id and step id. torchrun: its run id when set. Otherwise, for several ranks on
-    one machine (mpiexec, torchrun), the launcher process is the common parent: its pid and
-    start time name the job. A lone process gets None and a fresh random run id.
+    Slurm: job id and step id. torchrun: its run id (and restart count). An initialised
+    torch.distributed: rank 0's ``proposal`` through the process group's store. Otherwise,
+    for several ranks on one machine (mpiexec), the launcher process is the common parent:
+    its pid and start time name the job. A lone process gets None and a fresh random run id.
     """
     env = os.environ if env is None else env
     if env.get("SLURM_JOB_ID"):
@@ -158,6 +191,10 @@ def shared_run_key(placement: Placement, env: Mapping[str, str] | None = None) -
         return "torchrun-" + hashlib.sha1(f"{elastic}:{restart}".encode()).hexdigest()[:10]
     if placement.world_size <= 1:
         return None
+    if proposal is not None:
+        agreed = _agree_through_torch_store(placement, proposal)
+        if agreed is not None:
+            return agreed
     import psutil
 
     ppid = os.getppid()

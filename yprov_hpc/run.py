@@ -93,6 +93,7 @@ class Run:
         self._ended_report: RunReport | None = None
         self._params: dict[str, tuple[Any, str]] = {}
         self._artifact_names: dict[str, str] = {}
+        self._model_versions: dict[str, int] = {}
         self._max_buffer = config.max_buffer_events
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
@@ -324,6 +325,134 @@ class Run:
             else:
                 shutil.copy2(src, dest)
         return dest.relative_to(self.layout.root).as_posix()
+
+    # --- PyTorch (torch is imported here, on first use, never by `import yprov_hpc`) ------------
+    def log_model(
+        self,
+        model_label: Any,
+        model: Any,
+        log_model_info: bool = True,
+        log_model_layers: bool = False,
+        is_input: bool = False,
+        sample_input: Any = None,
+        context: Context | str | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Record a model: parameter counts, memory of parameters/gradients/buffers, dtypes,
+        device, a fingerprint of its weights and, with ``log_model_layers``, a layer table
+        (with input/output shapes when ``sample_input`` is given). Takes (label, model) or, as the
+        paper's example does, (model, label). ``is_input=True`` records a model the run starts
+        from (``used``) rather than one it produced."""
+        self._check("log_model")
+        if isinstance(model_label, str) and not isinstance(model, str):
+            label, module = model_label, model
+        elif isinstance(model, str):
+            label, module = model, model_label
+        else:
+            raise InvalidArgumentError("log_model", "model_label", model_label, "a str label")
+        from .integrations import pytorch
+
+        if not pytorch.is_module(module):
+            raise InvalidArgumentError("log_model", "model", module, "a torch.nn.Module")
+        if not label:
+            raise InvalidKeyError("log_model", label)
+        ctx = None if context is None else context_value(context)
+        st = None if step is None else step_value("log_model", step)
+        info: dict[str, Any] = (
+            pytorch.model_info(module)
+            if log_model_info
+            else {
+                "class": type(module).__qualname__,
+                "state_sha256": pytorch.state_fingerprint(module.state_dict()),
+            }
+        )
+        info["is_input"] = bool(is_input)
+        if log_model_layers:
+            table = pytorch.layer_table(module, sample_input)
+            path = self.layout.artifacts_dir(self.rank) / "models" / f"{safe_name(label)}_layers.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(table, indent=1))
+            digest, _ = sha256_path(path)
+            info.update(
+                layers=len(table),
+                layers_path=path.relative_to(self.layout.root).as_posix(),
+                layers_sha256=digest,
+            )
+        self._buffer.append((int(Kind.MODEL), _time_ns(), label, ctx, st, info))
+
+    def save_model_version(
+        self,
+        model: Any,
+        model_name: str,
+        context: Context | str | None = None,
+        step: int | None = None,
+        timestamp: float | None = None,
+    ) -> Path:
+        """Save the model's state_dict as the next numbered version of ``model_name`` inside the
+        run directory; versions of one name form a wasDerivedFrom chain. Returns the file."""
+        self._check("save_model_version")
+        if type(model_name) is not str or not model_name:
+            raise InvalidKeyError("save_model_version", model_name)
+        from .integrations import pytorch
+
+        if not (pytorch.is_module(model) or isinstance(model, Mapping)):
+            expected = "a torch.nn.Module or a state_dict"
+            raise InvalidArgumentError("save_model_version", "model", model, expected)
+        ctx = None if context is None else context_value(context)
+        st = None if step is None else step_value("save_model_version", step)
+        if timestamp is not None and not isinstance(timestamp, (int, float)):
+            raise InvalidArgumentError(
+                "save_model_version", "timestamp", timestamp, "seconds since the epoch"
+            )
+        version = self._model_versions.get(model_name, 0) + 1
+        self._model_versions[model_name] = version
+        name = safe_name(model_name)
+        path = self.layout.artifacts_dir(self.rank) / "models" / name / f"{name}_v{version}.pt"
+        file_sha, state_sha, size = pytorch.save_checkpoint(model, path)
+        info = {
+            "version": version,
+            "path": path.relative_to(self.layout.root).as_posix(),
+            "size_bytes": size,
+            "sha256": file_sha,
+            "state_sha256": state_sha,
+            "format": "torch.save(state_dict)",
+            "user_timestamp": timestamp,
+        }
+        self._buffer.append((int(Kind.MODEL_VERSION), _time_ns(), model_name, ctx, st, info))
+        return path
+
+    def record_model_version_file(
+        self, path: Path, model_name: str, context: Context | str | None = None, step: int | None = None
+    ) -> None:
+        """Record a checkpoint file written by someone else (Lightning) as the next version of
+        ``model_name``: hashed, and copied into the run directory up to the artifact size limit."""
+        self._check("record_model_version_file")
+        ctx = None if context is None else context_value(context)
+        version = self._model_versions.get(model_name, 0) + 1
+        self._model_versions[model_name] = version
+        digest, size = sha256_path(path)
+        stored = self._store_artifact(path, digest) if size <= self.config.artifact_copy_max_bytes else ""
+        info = {
+            "version": version,
+            "path": stored,
+            "source_path": str(path.absolute()),
+            "size_bytes": size,
+            "sha256": digest,
+            "format": path.suffix.lstrip(".") or "file",
+        }
+        self._buffer.append((int(Kind.MODEL_VERSION), _time_ns(), model_name, ctx, step, info))
+
+    def log_dataset(self, dataset: Any, label: str, context: Context | str | None = None) -> None:
+        """Record a Dataset or DataLoader as an input of ``context`` (or of the run): samples,
+        batch size, batches per epoch, shuffle, drop_last, workers, sampler (DistributedSampler:
+        replicas and rank), dataset class, transforms, and a content fingerprint."""
+        self._check("log_dataset")
+        if type(label) is not str or not label:
+            raise InvalidKeyError("log_dataset", label)
+        from .integrations import pytorch
+
+        ctx = None if context is None else context_value(context)
+        self._buffer.append((int(Kind.DATASET), _time_ns(), label, ctx, pytorch.dataset_info(dataset)))
 
     def log_event(self, kind: Kind, *fields: Any) -> None:
         """Append an event of another kind (used by the framework integrations)."""

@@ -7,6 +7,13 @@ import pytest
 from yprov_hpc.ranks import Placement, discover, shared_run_key
 
 
+@pytest.fixture(autouse=True)
+def _no_initialised_frameworks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other tests may have imported (and initialised) torch.distributed or mpi4py in this process."""
+    monkeypatch.delitem(__import__("sys").modules, "torch.distributed", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "mpi4py.MPI", raising=False)
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
