@@ -64,6 +64,21 @@ def test_paper_example_runs_unchanged(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.pt")), "checkpoints must go inside the run directory"
 
 
+def test_torch_objects_as_params(save_dir: Path) -> None:
+    """A torch.dtype, a device and a transform pipeline are stored as readable repr plus type."""
+    start(save_dir, "params")
+    prov4ml.log_params(
+        {"dtype": torch.bfloat16, "device": torch.device("cpu"), "tf": Compose([RandomNoise(0.1)])}
+    )
+    doc = load(prov4ml.end_run().documents[0])
+    assert (
+        entity(doc, "run:rank0.param.dtype")["prov:value"],
+        entity(doc, "run:rank0.param.dtype")["yprov:python_type"],
+    ) == ("torch.bfloat16", "torch.dtype")
+    assert entity(doc, "run:rank0.param.device")["prov:value"] == "device(type='cpu')"
+    assert entity(doc, "run:rank0.param.tf")["prov:value"] == "Compose([RandomNoise(std=0.1)])"
+
+
 def test_log_model_either_order_with_layer_table(save_dir: Path) -> None:
     """log_model takes (label, model) or (model, label); the layer table has per-layer shapes."""
     run = start(save_dir, "model")
