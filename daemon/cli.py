@@ -8,10 +8,21 @@ from pathlib import Path
 
 import click
 
+from yprov_hpc.config import ENV_NVML_MODULE, ENV_RAPL_ROOT, ENV_SAMPLE_INTERVAL_S, ENV_SAMPLERS
 from yprov_hpc.layout import RunLayout
 from yprov_hpc.ranks import node_name
 
 from .sidecar import Sidecar, SidecarSettings
+
+_KNOWN_SAMPLERS = ("system", "rapl", "nvml")
+
+
+def _sampler_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip() and n.strip() != "none")
+    unknown = [n for n in names if n not in _KNOWN_SAMPLERS]
+    if unknown:
+        raise click.BadParameter(f"unknown sampler(s) {unknown}; choose from {list(_KNOWN_SAMPLERS)}")
+    return names
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,8 +51,47 @@ from .sidecar import Sidecar, SidecarSettings
     show_default=True,
     help="Embedded mode: exit if no rank says hello within this many seconds.",
 )
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    envvar=ENV_SAMPLE_INTERVAL_S,
+    help=f"Seconds between node samples (${ENV_SAMPLE_INTERVAL_S}).",
+)
+@click.option(
+    "--samplers",
+    default="system,rapl,nvml",
+    show_default=True,
+    envvar=ENV_SAMPLERS,
+    help=f"Comma-separated samplers to try, or 'none' (${ENV_SAMPLERS}). A source that cannot be "
+    "read here is skipped with one warning.",
+)
+@click.option(
+    "--rapl-root",
+    type=click.Path(path_type=Path),
+    default="/sys/class/powercap",
+    show_default=True,
+    envvar=ENV_RAPL_ROOT,
+    help=f"Where the powercap tree is (${ENV_RAPL_ROOT}).",
+)
+@click.option(
+    "--nvml-module",
+    default=None,
+    envvar=ENV_NVML_MODULE,
+    help=f"Python module providing the NVML API [default: pynvml] (${ENV_NVML_MODULE}).",
+)
 def main(
-    run_dir: Path, node: str | None, endpoint: str | None, embedded: bool, idle_timeout_s: float
+    run_dir: Path,
+    node: str | None,
+    endpoint: str | None,
+    embedded: bool,
+    idle_timeout_s: float,
+    interval_s: float,
+    samplers: str,
+    rapl_root: Path,
+    nvml_module: str | None,
 ) -> None:
     """Run the node's sidecar: receive the ranks' event batches, journal them, ack them.
 
@@ -63,5 +113,9 @@ def main(
         endpoint=endpoint or layout.ipc_endpoint(node),
         embedded=embedded,
         idle_timeout_s=idle_timeout_s,
+        interval_s=interval_s,
+        samplers=_sampler_names(samplers),
+        rapl_root=rapl_root,
+        nvml_module=nvml_module,
     )
     sys.exit(Sidecar(settings).serve())

@@ -9,23 +9,30 @@ keeps running. SIGTERM/SIGINT stop it after a last drain and an fsync.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
+import queue
+import secrets
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import psutil
 import zmq
 
-from yprov_hpc.codec import decode_body, decode_header, encode_ack
+from yprov_hpc.codec import decode_body, decode_header, encode_ack, encode_batch
 from yprov_hpc.errors import DecodeError
-from yprov_hpc.events import Kind
+from yprov_hpc.events import NODE_RANK, Kind
 from yprov_hpc.journal import JournalWriter
 from yprov_hpc.layout import RunLayout
+
+from .samplers import NvmlSampler, RaplSampler, Sampler, SamplerThread, SamplerUnavailable, SystemSampler
+from .samplers.rapl import DEFAULT_ROOT as DEFAULT_RAPL_ROOT
 
 log = logging.getLogger("yprov_daemon")
 
@@ -43,6 +50,10 @@ class SidecarSettings:
     endpoint: str
     embedded: bool = False
     idle_timeout_s: float = 120.0
+    interval_s: float = 1.0
+    samplers: tuple[str, ...] = ("system", "rapl", "nvml")
+    rapl_root: Path = DEFAULT_RAPL_ROOT
+    nvml_module: str | None = None
 
 
 @dataclass
@@ -53,6 +64,7 @@ class SidecarStats:
     events: int = 0
     malformed: int = 0
     bytes_journaled: int = 0
+    samples: int = 0
 
 
 @dataclass
@@ -71,6 +83,11 @@ class Sidecar:
     _stop: bool = False
     _ranks: dict[int, _RankState] = field(default_factory=dict)
     _last_message: float = field(default_factory=time.monotonic)
+    _samples: queue.SimpleQueue[tuple[int, str, dict[str, Any]]] = field(default_factory=queue.SimpleQueue)
+    _sampler_threads: list[SamplerThread] = field(default_factory=list)
+    _rank_procs: dict[int, dict[str, int]] = field(default_factory=dict)
+    _stream: int = field(default_factory=lambda: secrets.randbits(63))
+    _seq: int = 0
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: draining and stopping", signum)
@@ -99,6 +116,7 @@ class Sidecar:
             signal.signal(sig, self._on_signal)
         self._write_ready()
         log.info("serving %s on node %s, journal %s", s.endpoint, s.node, journal.path)
+        self._start_samplers()
         started = time.monotonic()
         last_pid_check = started
         exit_at: float | None = None
@@ -106,6 +124,7 @@ class Sidecar:
             while not self._stop:
                 if sock.poll(100, zmq.POLLIN):
                     self._drain(sock, journal)
+                self._journal_samples(journal)
                 if s.embedded:
                     now = time.monotonic()
                     if exit_at is not None:
@@ -119,18 +138,77 @@ class Sidecar:
                             exit_at = now + EXIT_GRACE_S
             self._drain(sock, journal)  # a last drain after a signal
         finally:
+            self._stop_samplers()
+            self._journal_samples(journal)
             journal.close()
             sock.close()
             ctx.term()
             s.layout.sidecar_info(s.node).unlink(missing_ok=True)
             log.info(
-                "stopped: %d batches, %d events, %d malformed, %d bytes journaled",
+                "stopped: %d batches, %d events, %d malformed, %d bytes journaled, %d samples",
                 self.stats.batches,
                 self.stats.events,
                 self.stats.malformed,
                 self.stats.bytes_journaled,
+                self.stats.samples,
             )
         return 0
+
+    # --- sampling ------------------------------------------------------------------------------
+    def _make_sampler(self, name: str) -> Sampler:
+        s = self.settings
+        if name == "system":
+            return SystemSampler(lambda: self._rank_procs)
+        if name == "rapl":
+            return RaplSampler(s.rapl_root)
+        if name == "nvml":
+            return NvmlSampler(importlib.import_module(s.nvml_module) if s.nvml_module else None)
+        raise ValueError(f"unknown sampler {name!r}")
+
+    def _start_samplers(self) -> None:
+        for name in self.settings.samplers:
+            sampler = self._make_sampler(name)
+            try:
+                sampler.open()
+            except SamplerUnavailable as exc:
+                log.warning("sampler %s is off: %s", name, exc.reason)
+                continue
+            thread = SamplerThread(sampler, self.settings.interval_s, self._on_sample)
+            self._sampler_threads.append(thread)
+            thread.start()
+        names = [t.sampler.name for t in self._sampler_threads]
+        log.info("sampling every %.2f s: %s", self.settings.interval_s, ", ".join(names) or "nothing")
+
+    def _on_sample(self, ts_ns: int, source: str, values: dict[str, Any]) -> None:
+        self._samples.put((ts_ns, source, values))  # called on the sampler threads
+
+    def _stop_samplers(self) -> None:
+        for thread in self._sampler_threads:
+            thread.stop()
+        for thread in self._sampler_threads:  # one last reading: energy up to the very end
+            with contextlib.suppress(Exception):  # a final reading is a bonus, never a reason to fail
+                self._on_sample(time.time_ns(), thread.sampler.name, thread.sampler.sample())
+            thread.sampler.close()
+
+    def _journal_samples(self, journal: JournalWriter) -> None:
+        """Samples go into the journal as batches of the node's own stream (rank -1)."""
+        events: list[tuple[Any, ...]] = []
+        while True:
+            try:
+                ts_ns, source, values = self._samples.get_nowait()
+            except queue.Empty:
+                break
+            events.append((int(Kind.SAMPLE), ts_ns, source, values))
+        if not events:
+            return
+        run_id = self.settings.layout.root.name.rsplit("_", 1)[-1]
+        header, body = encode_batch(
+            run_id, NODE_RANK, self.settings.node, self._stream, self._seq, events, time.time_ns()
+        )
+        self._seq += len(events)
+        journal.append(header, body)
+        journal.flush()
+        self.stats.samples += len(events)
 
     def _write_ready(self) -> None:
         s = self.settings
@@ -193,6 +271,9 @@ class Sidecar:
             if kind == Kind.HELLO and not info.get("forked"):  # a forked child is not the rank
                 state = self._ranks.setdefault(rank, _RankState())
                 state.pid = info.get("pid") if isinstance(info.get("pid"), int) else None
+                if state.pid is not None:  # replaced whole, never mutated: the samplers read it
+                    local = info["local_rank"] if isinstance(info.get("local_rank"), int) else rank
+                    self._rank_procs = {**self._rank_procs, rank: {"pid": state.pid, "local_rank": local}}
                 state.world_size = int(info.get("world_size", 1) or 1)
                 state.said_bye = False
             elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank

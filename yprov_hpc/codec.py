@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from .errors import DecodeError
-from .events import MSG_ACK, MSG_BATCH, SCHEMA_VERSION, SUPPORTED_VERSIONS, BatchHeader, Event
+from .events import MSG_ACK, MSG_BATCH, NODE_RANK, SCHEMA_VERSION, SUPPORTED_VERSIONS, BatchHeader, Event
 
 __all__ = ["decode_ack", "decode_body", "decode_header", "encode_ack", "encode_batch"]
 
@@ -62,7 +62,8 @@ def decode_header(data: bytes) -> BatchHeader:
     ints = (rank, stream, seq_start, n_events, sent)
     if not (isinstance(run_id, str) and isinstance(node, str)) or not all(type(i) is int for i in ints):
         raise DecodeError("batch header fields have wrong types")
-    if rank < 0 or seq_start < 0 or n_events < 1:
+    min_rank = NODE_RANK if version >= 2 else 0
+    if rank < min_rank or seq_start < 0 or n_events < 1:
         raise DecodeError(f"batch header out of range (rank={rank}, seq={seq_start}, n={n_events})")
     return BatchHeader(version, run_id, rank, node, stream, seq_start, n_events, sent)
 

@@ -3,6 +3,7 @@
 A *batch* is two ZeroMQ frames (and one journal frame): a small header and a body.
 
 header: ``[version, MSG_BATCH, run_id, rank, node, stream, seq_start, n_events, sent_ts_ns]``
+(``rank`` is -1 for a node's own stream of samples, since version 2)
 body:   ``[event, ...]``; every event is an array whose first item is its ``Kind``.
 
 ``stream`` is a random 63-bit id of the sending logger instance (a forked child gets its own),
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
+# Version 2 adds node streams: a batch with rank NODE_RANK carries the sidecar's own events
+# (samples of the node). Version 1 batches always have rank >= 0.
+NODE_RANK = -1
 
 MSG_BATCH = 1
 MSG_ACK = 2
@@ -38,7 +42,7 @@ class Kind(IntEnum):
     MODEL_VERSION = 6  # [kind, ts_ns, name, context | None, step | None, info: dict]
     DATASET = 7  # [kind, ts_ns, label, context | None, info: dict]
     MARK = 8  # [kind, ts_ns, what: "system" | "carbon", context | None, step | None]
-    SAMPLE = 9  # [kind, ts_ns, source: str, values: dict]
+    SAMPLE = 9  # [kind, ts_ns, source: "system" | "rapl" | "nvml", values: dict]  (node streams)
     EXEC_TIME = 10  # [kind, ts_ns, label, seconds: float, context | None, step | None]
     HELLO = 11  # [kind, ts_ns, info: dict]  (pid, world_size, local_rank, launcher)
     BYE = 12  # [kind, ts_ns, stats: dict]

@@ -91,6 +91,9 @@ class RunLayout:
     def combined_document(self) -> Path:
         return self.root / f"prov_{self.experiment}_all.json"
 
+    def node_series_file(self, node: str) -> Path:
+        return self.root / "metrics" / f"node-{safe_name(node)}.parquet"
+
     def series_file(self, rank: int) -> Path:
         return self.root / "metrics" / f"rank{rank}.parquet"
 

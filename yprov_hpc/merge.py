@@ -19,13 +19,16 @@ from typing import Any
 
 import orjson
 
+from .carbon import carbon_intensity
 from .codec import decode_body, decode_header
 from .errors import DecodeError
+from .events import NODE_RANK, Kind
 from .hashing import sha256_file
 from .journal import ReadReport, read_frame_at, read_frames
 from .layout import RunLayout
 from .provmap import DocumentBuilder, ncname, qname, run_id_of
 from .rankdoc import RankDelivery, RankFold, write_rank
+from .telemetry import NodeTelemetry, mark_metrics, node_telemetry, rank_energy
 
 log = logging.getLogger("yprov_hpc")
 
@@ -51,13 +54,16 @@ class MergeResult:
     problems: list[str] = field(default_factory=list)
     ranks: dict[int, RankDelivery] = field(default_factory=dict)
     missing_ranks: list[int] = field(default_factory=list)
+    nodes: dict[str, NodeTelemetry] = field(default_factory=dict)
     journals: list[ReadReport] = field(default_factory=list)
     malformed_frames: int = 0
     seconds: float = 0.0
 
 
-def _index(layout: RunLayout, result: MergeResult) -> dict[int, list[_Frame]]:
+def _index(layout: RunLayout, result: MergeResult) -> tuple[dict[int, list[_Frame]], dict[str, list[_Frame]]]:
+    """(the ranks' frames by rank, the nodes' own sample frames by node)."""
     frames: dict[int, list[_Frame]] = defaultdict(list)
+    node_frames: dict[str, list[_Frame]] = defaultdict(list)
     for path in sorted(layout.journal_dir.glob("*.journal")):
         report = ReadReport(path)
         for offset, header_bytes, _body in read_frames(path, report):
@@ -66,11 +72,32 @@ def _index(layout: RunLayout, result: MergeResult) -> dict[int, list[_Frame]]:
             except DecodeError:
                 result.malformed_frames += 1
                 continue
-            frames[h.rank].append(_Frame(path, offset, h.stream, h.seq_start, h.n_events))
+            frame = _Frame(path, offset, h.stream, h.seq_start, h.n_events)
+            if h.rank == NODE_RANK:
+                node_frames[h.node].append(frame)
+            else:
+                frames[h.rank].append(frame)
         result.journals.append(report)
         if report.torn_bytes:
             result.problems.append(f"{path.name}: cut {report.torn_bytes} bytes at the end ({report.reason})")
-    return frames
+    return frames, node_frames
+
+
+def _node_samples(frames: list[_Frame], result: MergeResult) -> list[tuple[int, str, dict[str, Any]]]:
+    samples: list[tuple[int, str, dict[str, Any]]] = []
+    seen: set[tuple[int, int]] = set()
+    for fr in frames:
+        if (fr.stream, fr.seq_start) in seen:
+            continue
+        seen.add((fr.stream, fr.seq_start))
+        header_bytes, body_bytes = read_frame_at(fr.path, fr.offset)
+        try:
+            events = decode_body(body_bytes, decode_header(header_bytes))
+        except DecodeError:
+            result.malformed_frames += 1
+            continue
+        samples.extend((ev[1], ev[2], ev[3]) for ev in events if ev[0] == Kind.SAMPLE and len(ev) >= 4)
+    return samples
 
 
 def _fold_rank(rank: int, frames: list[_Frame], delivery: RankDelivery, result: MergeResult) -> RankFold:
@@ -126,8 +153,13 @@ def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = Fa
     if not layout.journal_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
     result = MergeResult(layout.root)
-    frames = _index(layout, result)
+    frames, node_frames = _index(layout, result)
     done = _done_markers(layout)
+    carbon = carbon_intensity()
+    result.nodes = {
+        node: node_telemetry(node, _node_samples(items, result), layout.node_series_file(node), carbon)
+        for node, items in sorted(node_frames.items())
+    }
     world_size = max([int(d.get("world_size", 1)) for d in done.values()] + [max(frames, default=-1) + 1, 1])
     folds: dict[int, RankFold] = {}
     ranks = sorted(frames)
@@ -136,7 +168,13 @@ def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = Fa
         delivery = RankDelivery(done=done.get(rank, {}))
         fold = _fold_rank(rank, frames[rank], delivery, result)
         world_size = max(world_size, int(fold.start.get("world_size", 1) or 1))
-        result.documents.append(write_rank(layout, fold, delivery))
+        node = result.nodes.get(str(fold.start.get("node", "")))
+        start_ns = fold.start_ns or 0
+        for name, ctx, step, value, ts in mark_metrics(rank, fold.marks, start_ns, node, carbon):
+            fold.add_metric(name, ctx, step, value, ts)
+        end_ns = fold.end_ns or int(delivery.done.get("ended_ts_ns") or fold.last_ns)
+        energy = rank_energy(rank, start_ns, end_ns, node, carbon)
+        result.documents.append(write_rank(layout, fold, delivery, energy))
         result.ranks[rank] = delivery
         folds[rank] = _slim(fold)
         if delivery.gaps or delivery.missing_at_end:
@@ -236,6 +274,20 @@ def _write_collection(
             "yprov:slurm_job_id": run_id[5:].split(".")[0] if run_id.startswith("slurm") else None,
         },
     )
+    job_energy = 0.0
+    for node in sorted(set(nodes) | set(result.nodes)):
+        tele = result.nodes.get(node)
+        attrs: dict[str, Any] = {"prov:type": qname("yprov:Node"), "prov:label": node}
+        if tele is not None:
+            attrs.update({f"yprov:{k}": v for k, v in tele.totals.items()})
+            attrs["yprov:samples"] = tele.samples
+            attrs["yprov:cpu_tdp_source"] = tele.tdp_source
+            if tele.series_path is not None:
+                attrs["yprov:series_path"] = tele.series_path.relative_to(layout.root).as_posix()
+                attrs["yprov:series_sha256"] = tele.series_sha256
+            job_energy += float(tele.totals.get("energy_j", 0.0))
+        ent = b.entity(run_id_of(f"node.{node}"), attrs)
+        b.generated(ent, job, max(ends) if ends else None)
     coll = b.entity(
         run_id_of("collection"),
         {
@@ -245,11 +297,11 @@ def _write_collection(
             "yprov:ranks_found": len(folds),
             "yprov:ranks_missing": result.missing_ranks or None,
             "yprov:problems": result.problems or None,
+            "yprov:energy_j": job_energy if result.nodes else None,
+            "yprov:energy_kwh": job_energy / 3.6e6 if result.nodes else None,
         },
     )
     b.generated(coll, job, max(ends) if ends else None)
-    for node in nodes:
-        b.entity(run_id_of(f"node.{node}"), {"prov:type": qname("yprov:Node"), "prov:label": node})
     for rank, path in zip(sorted(folds), result.documents, strict=True):
         fold = folds[rank]
         act = b.activity(

@@ -94,6 +94,7 @@ class RankFold:
     models: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
     versions: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
     datasets: list[tuple[str, str | None, int, dict[str, Any]]] = field(default_factory=list)
+    marks: list[tuple[str, str | None, int | None, int]] = field(default_factory=list)
     hellos: int = 0
     byes: int = 0
     other_events: dict[int, list[list[Any]]] = field(default_factory=dict)
@@ -108,6 +109,10 @@ class RankFold:
         else:
             span[0] = min(span[0], ts)
             span[1] = max(span[1], ts)
+
+    def add_metric(self, name: str, ctx: str | None, step: int | None, value: float, ts: int) -> None:
+        """A metric the merge derives (system and carbon metrics at marks)."""
+        self._series("metric", name, ctx, step, value, ts)
 
     def _series(self, kind: str, name: str, ctx: str | None, step: int | None, value: float, ts: int) -> None:
         key = (name, ctx) if kind == "metric" else (f"{kind}:{name}", ctx)
@@ -131,6 +136,7 @@ class RankFold:
             self._series("execution_time", ev[2], ev[4], ev[5], float(ev[3]), ts)
         elif kind == _MARK:
             self._series("mark", ev[2], ev[3], ev[4], math.nan, ts)
+            self.marks.append((ev[2], ev[3], ev[4], ts))
         elif kind == Kind.PARAM:
             self.params.setdefault(ev[2], (ev[3], ev[4], ts))
         elif kind == Kind.RUN_START:
@@ -177,7 +183,9 @@ def _rel(layout: RunLayout, path: Path) -> str:
     return path.relative_to(layout.root).as_posix()
 
 
-def write_rank(layout: RunLayout, fold: RankFold, delivery: RankDelivery) -> Path:
+def write_rank(
+    layout: RunLayout, fold: RankFold, delivery: RankDelivery, energy: dict[str, Any] | None = None
+) -> Path:
     """Write the rank's series, environment and PROV-JSON files; return the document path."""
     r = fold.rank
     info = fold.start
@@ -367,6 +375,16 @@ def write_rank(layout: RunLayout, fold: RankFold, delivery: RankDelivery) -> Pat
         b.generated(ent, ctx_ids.get(ctx or "", me), ts)
 
     _write_torch_records(b, local, me, ctx_ids, fold)
+    if energy:
+        ent = b.entity(
+            run_id_of(f"{local}.energy"),
+            {
+                "prov:type": qname("yprov:EnergyReport"),
+                "prov:label": f"energy of rank {r}",
+                **{f"yprov:{k}": v for k, v in energy.items()},
+            },
+        )
+        b.generated(ent, me, end_ns)
 
     path = layout.rank_document(r)
     tmp = path.with_suffix(".tmp")

@@ -65,7 +65,7 @@ def test_garbage_headers_give_decode_error_only(data: bytes) -> None:
         h = decode_header(data)
     except DecodeError:
         return
-    assert h.n_events >= 1 and h.rank >= 0
+    assert h.n_events >= 1 and h.rank >= (-1 if h.version >= 2 else 0)
 
 
 @given(st.binary(max_size=300))
@@ -98,3 +98,11 @@ def test_any_metric_batch_round_trips(events: list[tuple[object, ...]]) -> None:
     for got, sent in zip(decoded, events, strict=True):
         assert got[:3] == list(sent[:3]) and got[4:] == list(sent[4:])
         assert (math.isnan(got[3]) and math.isnan(sent[3])) or got[3] == sent[3]  # type: ignore[arg-type]
+
+
+def test_node_streams_need_version_2() -> None:
+    """rank -1 (a node's own stream) decodes in version 2 and is refused in version 1."""
+    assert decode_header(encode_batch("r", -1, "n", 1, 0, [(9, 1, "system", {})], 0)[0]).rank == -1
+    with pytest.raises(DecodeError, match="out of range"):
+        decode_header(msgpack.packb([1, 1, "r", -1, "n", 1, 0, 1, 0]))
+    assert decode_header(msgpack.packb([1, 1, "r", 0, "n", 1, 0, 1, 0])).version == 1  # v1 still reads

@@ -1,0 +1,97 @@
+"""Node telemetry end to end: the embedded sidecar samples (psutil for real; RAPL and NVML
+through fakes, as there is neither here), marks at every step become metrics, energy is
+attributed and conserved, and the report command draws it."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import yprov_hpc as prov4ml
+from tests.conftest import ROOT, entity, literal, load, start
+from tests.fakes.powercap import make_tree, set_uj
+
+
+@pytest.fixture
+def fake_hardware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A powercap tree whose counters advance (package 50 W, DRAM 5 W) and the fake NVML module,
+    handed to the embedded sidecar through its environment variables."""
+    files = make_tree(tmp_path / "powercap", start_uj=10**9)
+    monkeypatch.setenv("YPROV_RAPL_ROOT", str(tmp_path / "powercap"))
+    monkeypatch.setenv("YPROV_NVML_MODULE", "tests.fakes.fake_nvml")
+    monkeypatch.setenv("FAKE_NVML_PIDS", str(os.getpid()))  # this test process is the rank on GPU 0
+    monkeypatch.setenv("YPROV_SAMPLE_INTERVAL_S", "0.1")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    stop = threading.Event()
+
+    def advance() -> None:
+        t0 = time.monotonic()
+        while not stop.wait(0.02):
+            dt = time.monotonic() - t0
+            set_uj(files["package-0"], 10**9 + int(50e6 * dt))
+            set_uj(files["package-0/dram"], 10**9 + int(5e6 * dt))
+
+    thread = threading.Thread(target=advance, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_marks_every_step_become_energy_and_system_metrics(save_dir: Path, fake_hardware: None) -> None:
+    """Marks at every step: per-step energy (monotonic), GPU energy to the rank using the GPU,
+    CPU+DRAM by CPU time, methods recorded, and the node's ranks + other = total."""
+    run = start(save_dir, "telemetry")
+    time.sleep(0.4)  # let the sidecar see this rank in a sample
+    steps = 30
+    for step in range(steps):
+        sum(i * i for i in range(100_000))
+        prov4ml.log_metric("loss", 1.0 / (step + 1), prov4ml.Context.TRAINING, step)
+        prov4ml.log_system_metrics(prov4ml.Context.TRAINING, step)
+        prov4ml.log_carbon_metrics(prov4ml.Context.TRAINING, step)
+        time.sleep(0.03)
+    report = prov4ml.end_run()
+    doc = load(report.documents[0])
+    names = {literal(e.get("prov:label")): k for k, e in doc["entity"].items()}
+    energy_metric = entity(doc, names["carbon/energy_j"])
+    assert energy_metric["yprov:count"] == steps and energy_metric["yprov:last"] > 0
+    table = pq.read_table(run.run_dir / "metrics" / "rank0.parquet").to_pydict()
+    per_step = [v for n, v in zip(table["name"], table["value"], strict=True) if n == "carbon/energy_j"]
+    assert per_step == sorted(per_step), "energy since start never decreases"
+    assert entity(doc, names["system/gpu_util_percent"])["yprov:last"] == 90.0
+    mine = entity(doc, "run:rank0.energy")
+    duration = (time.time_ns() - run.started_ns) / 1e9
+    assert 0 < mine["yprov:gpu_energy_j"] <= 250 * duration  # GPU 0 runs this process: it is ours
+    assert mine["yprov:cpu_method"].startswith("rapl_counters(package-0,package-0/dram)")
+    assert mine["yprov:emissions_kg"] == pytest.approx(mine["yprov:energy_kwh"] * 475 / 1000)
+
+    coll = load(report.collection)  # type: ignore[arg-type]
+    node = next(
+        {k: literal(v) for k, v in e.items()} for k, e in coll["entity"].items() if k.startswith("run:node.")
+    )
+    assert node["yprov:ranks_energy_j"] + node["yprov:other_energy_j"] == pytest.approx(
+        node["yprov:energy_j"]
+    )
+    assert node["yprov:other_energy_j"] >= node["yprov:gpu_energy_j"] * 100 / 350 * 0.9  # GPU 1 is nobody's
+    assert (
+        "nvml_energy_counter" in node["yprov:gpu_methods"]
+        and "nvml_power_integrated" in node["yprov:gpu_methods"]
+    )
+    series = run.run_dir / node["yprov:series_path"]
+    assert hashlib.sha256(series.read_bytes()).hexdigest() == node["yprov:series_sha256"]
+    samples = pq.read_table(series).to_pydict()
+    assert {"system", "rapl", "nvml"} <= set(samples["source"])
+    pkg = [
+        v
+        for d, m, v in zip(samples["device"], samples["metric"], samples["value"], strict=True)
+        if d == "domain:package-0" and m == "energy_j"
+    ]
+    assert pkg and not math.isnan(pkg[-1]) and pkg == sorted(pkg)

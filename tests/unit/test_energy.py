@@ -1,0 +1,98 @@
+"""Energy: integration, interpolation, and the attribution invariant (shares + other = total)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from yprov_hpc.energy import build_node_energy, cumulative_from_power, interpolate, split_interval
+
+S = 1_000_000_000
+
+
+def test_trapezoid_and_interpolation() -> None:
+    """Constant 100 W for 3 s is 300 J; values between samples are linear, clamped at the ends."""
+    times = [0, S, 2 * S, 3 * S]
+    assert cumulative_from_power(times, [100.0] * 4) == [0.0, 100.0, 200.0, 300.0]
+    assert interpolate(times, [0.0, 100.0, 200.0, 300.0], S // 2) == 50.0
+    assert interpolate(times, [0.0, 100.0, 200.0, 300.0], 10 * S) == 300.0
+
+
+@given(
+    energy=st.floats(0, 1e6),
+    ranks=st.dictionaries(st.integers(0, 63), st.floats(0, 1e3), max_size=16),
+    busy=st.floats(0, 1e4),
+)
+def test_split_conserves_energy(energy: float, ranks: dict[int, float], busy: float) -> None:
+    """For any interval, the ranks' shares plus other equal the interval's energy, none negative."""
+    shares, other = split_interval(energy, ranks, busy)
+    assert sum(shares.values()) + other == pytest.approx(energy, rel=1e-9, abs=1e-6)
+    assert all(v >= 0 for v in shares.values()) and other >= -1e-6 * max(1.0, energy)
+
+
+def _samples(n: int, seed: int) -> list[tuple[int, str, dict]]:  # type: ignore[type-arg]
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    busy = rank0 = rank1 = pkg = dram = gpu = 0.0
+    for k in range(n):
+        t = k * S
+        d_r0, d_r1 = rng.uniform(0, 1), rng.uniform(0, 1)
+        rank0 += d_r0
+        rank1 += d_r1
+        busy += d_r0 + d_r1 + rng.uniform(0, 0.5)
+        pkg += rng.uniform(20, 120)
+        dram += rng.uniform(1, 10)
+        gpu += rng.uniform(100, 300)
+        ranks = {
+            "0": {"pid": 100, "cpu_s": rank0, "local_rank": 0},
+            "1": {"pid": 101, "cpu_s": rank1, "local_rank": 1},
+        }
+        out.append((t, "system", {"cpu_busy_s": busy, "cpu_percent": 50.0, "ranks": ranks}))
+        out.append(
+            (
+                t + 1000,
+                "rapl",
+                {
+                    "domains": {
+                        "package-0": {"energy_j": pkg},
+                        "package-0/core": {"energy_j": pkg / 2},
+                        "package-0/dram": {"energy_j": dram},
+                    }
+                },
+            )
+        )
+        gpus = {"0": {"energy_j": gpu, "power_w": 250.0, "pids": [101]}, "1": {"power_w": 80.0, "pids": []}}
+        out.append((t + 2000, "nvml", {"gpus": gpus}))
+    return out
+
+
+@given(n=st.integers(2, 30), seed=st.integers(0, 10_000))
+def test_node_attribution_conserves_at_every_sample(n: int, seed: int) -> None:
+    """At every sample time, sum over ranks of (CPU share + GPU) plus other equals the node total."""
+    ne = build_node_energy("n", _samples(n, seed), {})
+    total = ne.total_j
+    for k in range(n):
+        ranks = sum(ne.rank_cpu_j[r][k] + ne.rank_gpu_j[r][k] for r in ne.rank_cpu_j)
+        assert ranks + ne.other_j[k] == pytest.approx(total[k], rel=1e-9, abs=1e-6)
+
+
+def test_gpu_goes_to_its_process_and_methods_are_recorded() -> None:
+    """GPU 0 (counter) goes to rank 1, whose pid NVML lists; GPU 1 (power only, no process) is 'other'."""
+    ne = build_node_energy("n", _samples(5, 1), {})
+    assert ne.gpu_users == {"0": [1], "1": []}
+    assert ne.gpu_methods == {"0": "nvml_energy_counter", "1": "nvml_power_integrated"}
+    assert ne.cpu_method.startswith("rapl_counters(package-0,package-0/dram)")  # core is inside the package
+    assert ne.rank_gpu_j[0][-1] == 0 and ne.rank_gpu_j[1][-1] == pytest.approx(ne.gpu_j["0"][-1])
+    assert ne.other_j[-1] >= ne.gpu_j["1"][-1] == pytest.approx(80.0 * 4)
+
+
+def test_without_rapl_the_cpu_estimate_says_so() -> None:
+    """No RAPL samples: CPU energy is TDP x utilisation, and the method says it is an estimate."""
+    samples = [
+        (k * S, "system", {"cpu_busy_s": float(k), "cpu_percent": 50.0, "ranks": {}}) for k in range(3)
+    ]
+    ne = build_node_energy("n", samples, {}, cpu_tdp_w=100.0)
+    assert ne.cpu_j == [0.0, 50.0, 100.0] and ne.cpu_method.startswith("tdp_estimate(100 W")
