@@ -80,6 +80,26 @@ def validate(files: tuple[Path, ...]) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(run_dir: Path) -> None:
+    """Write per-node energy reports (Markdown and HTML, with plots) and a job summary into
+    RUN_DIR/report/: power per device, cumulative energy, utilisation, per-rank shares, totals,
+    emissions and the method of every figure. Needs matplotlib (pip install 'yprov-hpc[report]')."""
+    from .report import write_report
+
+    try:
+        result = write_report(run_dir)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for problem in result.problems:
+        click.secho(f"problem: {problem}", fg="yellow", err=True)
+    for path in result.files:
+        if path.suffix in (".md", ".html"):
+            click.echo(str(path))
+    sys.exit(0 if result.files else 1)
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True, type=_FILES)
 @click.option("--svg", is_flag=True, help="Also render SVG with Graphviz.")
 @click.option(

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .carbon import carbon_intensity
+from .carbon import CarbonIntensity, carbon_intensity
 from .codec import decode_body, decode_header
 from .errors import DecodeError
 from .events import NODE_RANK, Kind
@@ -135,6 +135,35 @@ def _fold_rank(rank: int, frames: list[_Frame], delivery: RankDelivery, result: 
     return fold
 
 
+def _nodes(
+    layout: RunLayout,
+    node_frames: dict[str, list[_Frame]],
+    result: MergeResult,
+    carbon: CarbonIntensity,
+    done: dict[int, dict[str, Any]],
+) -> dict[str, NodeTelemetry]:
+    """Each node's telemetry up to the job's end (the last rank's end_run), when every rank
+    recorded one: a sidecar goes on sampling a little after, and that is not the job's."""
+    ends = [int(d["ended_ts_ns"]) for d in done.values() if isinstance(d.get("ended_ts_ns"), int)]
+    until = max(ends) if ends and len(ends) == len(done) else None
+    nodes = {}
+    for node, items in sorted(node_frames.items()):
+        samples = _node_samples(items, result)
+        if until is not None:
+            samples = [s for s in samples if s[0] <= until]
+        nodes[node] = node_telemetry(node, samples, layout.node_series_file(node), carbon)
+    return nodes
+
+
+def load_nodes(run_dir: Path) -> tuple[dict[str, NodeTelemetry], CarbonIntensity]:
+    """Each node's telemetry (energy timeline, totals), read from the run's journals."""
+    layout = RunLayout.open(run_dir)
+    result = MergeResult(layout.root)
+    _, node_frames = _index(layout, result)
+    carbon = carbon_intensity()
+    return _nodes(layout, node_frames, result, carbon, _done_markers(layout)), carbon
+
+
 def _done_markers(layout: RunLayout) -> dict[int, dict[str, Any]]:
     markers: dict[int, dict[str, Any]] = {}
     for path in layout.journal_dir.glob("rank*.done"):
@@ -156,10 +185,7 @@ def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = Fa
     frames, node_frames = _index(layout, result)
     done = _done_markers(layout)
     carbon = carbon_intensity()
-    result.nodes = {
-        node: node_telemetry(node, _node_samples(items, result), layout.node_series_file(node), carbon)
-        for node, items in sorted(node_frames.items())
-    }
+    result.nodes = _nodes(layout, node_frames, result, carbon, done)
     world_size = max([int(d.get("world_size", 1)) for d in done.values()] + [max(frames, default=-1) + 1, 1])
     folds: dict[int, RankFold] = {}
     ranks = sorted(frames)

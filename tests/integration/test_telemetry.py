@@ -95,3 +95,45 @@ def test_marks_every_step_become_energy_and_system_metrics(save_dir: Path, fake_
         if d == "domain:package-0" and m == "energy_j"
     ]
     assert pkg and not math.isnan(pkg[-1]) and pkg == sorted(pkg)
+
+
+def test_report_pages_match_the_collection(save_dir: Path, fake_hardware: None) -> None:
+    """`yprov report` writes per-node Markdown/HTML with plots and a job index; its totals are the
+    collection's, and the node's energy after the job ended is not counted."""
+    import re
+    import subprocess
+
+    from tests.conftest import PYTHON, python_env
+
+    start(save_dir, "report")
+    time.sleep(0.4)
+    for step in range(10):
+        sum(i * i for i in range(100_000))
+        prov4ml.log_metric("loss", 1.0 / (step + 1), prov4ml.Context.TRAINING, step)
+        prov4ml.log_carbon_metrics(prov4ml.Context.TRAINING, step)
+        time.sleep(0.02)
+    report = prov4ml.end_run()
+    time.sleep(1.5)  # the embedded sidecar samples on during its exit grace; the report must cut there
+    out = subprocess.run(
+        [PYTHON, "-m", "yprov_hpc.cli", "report", str(report.run_dir)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    pages = report.run_dir / "report"
+    (node_md,) = [p for p in pages.glob("*.md") if p.name != "index.md"]
+    text = node_md.read_text()
+    coll = load(report.collection)  # type: ignore[arg-type]
+    node = next(
+        {k: literal(v) for k, v in e.items()} for k, e in coll["entity"].items() if k.startswith("run:node.")
+    )
+    shown = float(re.search(r"\| energy \| ([0-9.]+) J", text).group(1))  # type: ignore[union-attr]
+    assert shown == pytest.approx(node["yprov:energy_j"], abs=0.05)
+    assert "| 0 |" in text and "rapl_counters" in text and "nvml_energy_counter" in text
+    pngs = sorted(pages.glob("*.png"))
+    assert len(pngs) >= 5 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert any("loss_vs_cpu" in p.name for p in pngs)
+    assert "data:image/png;base64," in node_md.with_suffix(".html").read_text()
+    assert "Job total" in (pages / "index.md").read_text()
