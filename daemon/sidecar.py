@@ -85,7 +85,7 @@ class Sidecar:
     _last_message: float = field(default_factory=time.monotonic)
     _samples: queue.SimpleQueue[tuple[int, str, dict[str, Any]]] = field(default_factory=queue.SimpleQueue)
     _sampler_threads: list[SamplerThread] = field(default_factory=list)
-    _rank_procs: dict[int, dict[str, int]] = field(default_factory=dict)
+    _rank_procs: dict[int, dict[str, Any]] = field(default_factory=dict)
     _stream: int = field(default_factory=lambda: secrets.randbits(63))
     _seq: int = 0
 
@@ -273,7 +273,11 @@ class Sidecar:
                 state.pid = info.get("pid") if isinstance(info.get("pid"), int) else None
                 if state.pid is not None:  # replaced whole, never mutated: the samplers read it
                     local = info["local_rank"] if isinstance(info.get("local_rank"), int) else rank
-                    self._rank_procs = {**self._rank_procs, rank: {"pid": state.pid, "local_rank": local}}
+                    proc: dict[str, Any] = {"pid": state.pid, "local_rank": local}
+                    for key in ("cuda_visible_devices", "cuda_device"):
+                        if key in info:
+                            proc[key] = info[key]
+                    self._rank_procs = {**self._rank_procs, rank: proc}
                 state.world_size = int(info.get("world_size", 1) or 1)
                 state.said_bye = False
             elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank

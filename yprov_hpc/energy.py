@@ -100,6 +100,16 @@ class NodeEnergy:
         return self.gpu_samples[max(0, i - 1)][1]
 
 
+def gpu_of_rank(info: dict[str, Any]) -> str:
+    """The NVML index of a rank's GPU from its hints: torch's current device, else its local
+    rank, taken through CUDA_VISIBLE_DEVICES when that lists indices (NVML counts all GPUs)."""
+    device = info.get("cuda_device", info.get("local_rank", 0))
+    visible = [v.strip() for v in str(info.get("cuda_visible_devices", "")).split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible):
+        return visible[int(device) % len(visible)]
+    return str(device)
+
+
 def _cpu_domains(domains: dict[str, Any]) -> list[str]:
     """Top-level packages and DRAM: core/uncore are parts of a package, psys overlaps all."""
     return [n for n in domains if (n.startswith("package") and "/" not in n) or n.endswith("dram")]
@@ -158,18 +168,17 @@ def build_node_energy(
 
     # who uses which GPU: NVML's process lists, else the local rank's index
     pid_rank: dict[int, int] = {}
-    rank_local = dict(rank_local)
+    rank_gpu = {r: str(local) for r, local in rank_local.items()}
     for _, v in system:
         for r, info in v.get("ranks", {}).items():
             pid_rank[int(info["pid"])] = int(r)
-            if "local_rank" in info:
-                rank_local.setdefault(int(r), int(info["local_rank"]))
+            rank_gpu.setdefault(int(r), gpu_of_rank(info))
     for g in ne.gpu_j:
         if any("pids" in v["gpus"].get(g, {}) for _, v in nvml):  # NVML lists its processes
             pids = {p for _, v in nvml for p in v["gpus"].get(g, {}).get("pids", [])}
             users = sorted({pid_rank[p] for p in pids if p in pid_rank})
-        else:  # no process lists (MIG, no permission): the GPU numbered like the rank's local rank
-            users = sorted(r for r, local in rank_local.items() if str(local) == g)
+        else:  # no process lists (MIG, no permission): the rank's own hints
+            users = sorted(r for r, gpu in rank_gpu.items() if gpu == g)
         ne.gpu_users[g] = users
 
     ranks = sorted({int(r) for _, v in system for r in v.get("ranks", {})} | set(rank_local))

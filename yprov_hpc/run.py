@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,22 @@ class RunReport:
     def __str__(self) -> str:
         where = self.collection or self.run_dir
         return f"rank {self.rank}: provenance in {where} ({self.status})"
+
+
+def _gpu_hint() -> dict[str, Any]:
+    """Which GPU this rank uses, as far as the rank itself can tell without touching CUDA:
+    CUDA_VISIBLE_DEVICES, and torch's current device if the program already set CUDA up."""
+    hint: dict[str, Any] = {}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        hint["cuda_visible_devices"] = visible
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            hint["cuda_device"] = int(torch.cuda.current_device())
+    except Exception:  # a broken CUDA set-up must not stop the run
+        pass
+    return hint
 
 
 def new_run_id() -> str:
@@ -146,7 +163,7 @@ class Run:
             "parent_run": self.config.parent_run or "",
         }
         self._buffer.append((int(Kind.RUN_START), self.started_ns, info))
-        hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank}
+        hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank, **_gpu_hint()}
         self._buffer.append((int(Kind.HELLO), self.started_ns, hello))
 
     def _emit_environment(self) -> None:

@@ -22,7 +22,7 @@ class SystemSampler:
 
     name = "system"
 
-    def __init__(self, rank_procs: Callable[[], dict[int, dict[str, int]]]) -> None:
+    def __init__(self, rank_procs: Callable[[], dict[int, dict[str, Any]]]) -> None:
         self._rank_procs = rank_procs
         self._procs: dict[int, psutil.Process] = {}
 
@@ -62,7 +62,7 @@ class SystemSampler:
                 with proc.oneshot():
                     cpu = proc.cpu_times()
                     ranks[str(rank)] = {
-                        "pid": pid,
+                        **known,  # pid, local rank, the rank's GPU hints
                         "local_rank": known.get("local_rank", rank),
                         "cpu_s": float(cpu.user + cpu.system + cpu.children_user + cpu.children_system),
                         "cpu_percent": proc.cpu_percent(None),

@@ -96,3 +96,27 @@ def test_without_rapl_the_cpu_estimate_says_so() -> None:
     ]
     ne = build_node_energy("n", samples, {}, cpu_tdp_w=100.0)
     assert ne.cpu_j == [0.0, 50.0, 100.0] and ne.cpu_method.startswith("tdp_estimate(100 W")
+
+
+def test_gpu_of_rank_follows_the_rank_hints() -> None:
+    """torch's current device wins over the local rank; CUDA_VISIBLE_DEVICES maps to NVML's numbering."""
+    from yprov_hpc.energy import gpu_of_rank
+
+    assert gpu_of_rank({"local_rank": 2}) == "2"
+    assert gpu_of_rank({"local_rank": 1, "cuda_visible_devices": "4,5,6,7"}) == "5"
+    assert gpu_of_rank({"local_rank": 0, "cuda_device": 3, "cuda_visible_devices": "0,1,2,6"}) == "6"
+    assert gpu_of_rank({"local_rank": 1, "cuda_visible_devices": "GPU-ab12,GPU-cd34"}) == "1"  # UUIDs: no map
+
+
+def test_without_process_lists_gpus_follow_the_hints() -> None:
+    """With no NVML process list (MIG), the GPU goes to the rank whose hints name it."""
+    samples = _samples(4, 2)
+    for _, src, v in samples:
+        if src == "nvml":
+            for gpu in v["gpus"].values():
+                gpu.pop("pids", None)
+        if src == "system":
+            for rank in v["ranks"].values():  # the job reversed the GPU order
+                rank["cuda_visible_devices"] = "1,0"
+    ne = build_node_energy("n", samples, {})
+    assert ne.gpu_users == {"0": [1], "1": [0]}  # local rank 0 -> NVML GPU 1, local rank 1 -> GPU 0
