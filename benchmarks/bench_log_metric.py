@@ -38,6 +38,13 @@ elif impl == "yprov-hpc":
     log = prov4ml.log_metric
     def call(i): log("loss", 0.5, ctx, i)
     end = prov4ml.end_run
+elif impl == "yprov-hpc log_system_metrics (a mark)":
+    import yprov_hpc as prov4ml
+    prov4ml.start_run("www.example.org", "bench", tmp, handle_sigterm=False, auto_merge=False)
+    ctx = prov4ml.Context.TRAINING
+    mark = prov4ml.log_system_metrics
+    def call(i): mark(ctx, i)
+    end = prov4ml.end_run
 elif impl == "yProv4ML 3.2.8":
     import yprov4ml as prov4ml
     prov4ml.start_run(prov_user_namespace="www.example.org", experiment_name="bench",
@@ -98,12 +105,15 @@ def main() -> None:
         help="tight: back-to-back calls that never release the GIL (worst case for any background "
         "thread); steps: 10 calls per step, each step sleeping 0.2 ms as GIL-releasing work does",
     )
+    parser.add_argument("--marks", action="store_true", help="also time log_system_metrics (a mark)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from _stats import machine
 
     impls = [("floor: list.append", sys.executable), ("yprov-hpc", sys.executable)]
+    if args.marks:
+        impls.append(("yprov-hpc log_system_metrics (a mark)", sys.executable))
     if args.peers:
         impls += [("yProv4ML 3.2.8", args.peers_python), ("MLflow (file store)", args.peers_python)]
     results = {name: run_impl(name, args.calls, os.path.abspath(py), args.pattern) for name, py in impls}

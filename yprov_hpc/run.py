@@ -42,6 +42,7 @@ from .values import context_value, metric_value, param_value, same_param, step_v
 log = logging.getLogger("yprov_hpc")
 
 _METRIC = int(Kind.METRIC)
+_MARK = int(Kind.MARK)
 _time_ns = time.time_ns
 
 RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
@@ -281,10 +282,13 @@ class Run:
         self._buffer.append((int(Kind.EXEC_TIME), _time_ns(), label, elapsed, ctx, st))
 
     def _mark(self, call: str, what: str, context: Context | str | None, step: int | None) -> None:
-        self._check(call)
-        ctx = None if context is None else context_value(context)
-        st = None if step is None else step_value(call, step)
-        self._buffer.append((int(Kind.MARK), _time_ns(), what, ctx, st))
+        if not self._active:
+            raise NoActiveRunError(call, "the run has ended")
+        if context is not None:
+            context = _plain_contexts.get(context) or context_value(context)
+        if step is not None and type(step) is not int:
+            step = step_value(call, step)
+        self._buffer.append((_MARK, _time_ns(), what, context, step))
 
     def log_system_metrics(self, context: Context | str | None = None, step: int | None = None) -> None:
         """Mark this moment; the node sidecar's samples at the mark become this rank's system metrics."""
