@@ -278,7 +278,7 @@ class Sidecar:
                         if key in info:
                             proc[key] = info[key]
                     self._rank_procs = {**self._rank_procs, rank: proc}
-                state.world_size = int(info.get("world_size", 1) or 1)
+                state.world_size = int(info.get("local_world_size") or info.get("world_size", 1) or 1)
                 state.said_bye = False
             elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank
                 known = self._ranks.get(rank)

@@ -19,6 +19,7 @@ ENV_SAVE_DIR = "YPROV_SAVE_DIR"
 ENV_EXPERIMENT = "YPROV_EXPERIMENT"
 ENV_NAMESPACE = "YPROV_NAMESPACE"
 ENV_RUN_ID = "YPROV_RUN_ID"
+ENV_RUN_DIR = "YPROV_RUN_DIR"  # a batch script's run directory, shared with its sidecars
 ENV_SIDECAR = "YPROV_SIDECAR"  # "auto" (default), "off", or an endpoint such as ipc:///path
 ENV_BATCH_EVENTS = "YPROV_BATCH_EVENTS"
 ENV_FLUSH_INTERVAL_S = "YPROV_FLUSH_INTERVAL_S"
@@ -49,6 +50,7 @@ class Config:
     experiment: str = "experiment"
     save_dir: Path = Path("prov")
     run_id: str | None = None
+    run_dir: Path | None = None
     sidecar: str = "auto"
     batch_events: int = 100
     flush_interval_s: float = 0.25
@@ -82,6 +84,7 @@ _ENV_FIELDS: dict[str, str] = {
     "experiment": ENV_EXPERIMENT,
     "namespace": ENV_NAMESPACE,
     "run_id": ENV_RUN_ID,
+    "run_dir": ENV_RUN_DIR,
     "sidecar": ENV_SIDECAR,
     "batch_events": ENV_BATCH_EVENTS,
     "flush_interval_s": ENV_FLUSH_INTERVAL_S,
@@ -137,8 +140,9 @@ def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     for name, given in explicit.items():
         if name not in _ENV_FIELDS and given is not None:
             values[name] = given
-    if "save_dir" in values:
-        values["save_dir"] = Path(values["save_dir"])
+    for name in ("save_dir", "run_dir"):
+        if name in values:
+            values[name] = Path(values[name])
     if "namespace" not in values:
         raise ConfigError("prov_user_namespace", None, f"required (argument or {ENV_NAMESPACE})")
     return Config(**values)

@@ -51,7 +51,7 @@ def split_interval(
     denominator = max(node_busy_s, sum(used.values()))
     if energy_j <= 0 or denominator <= 0:
         return {r: 0.0 for r in used}, energy_j
-    shares = {r: energy_j * s / denominator for r, s in used.items()}
+    shares = {r: energy_j * (s / denominator) for r, s in used.items()}  # fraction first: never > 1
     return shares, energy_j - sum(shares.values())
 
 

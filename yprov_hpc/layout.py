@@ -32,18 +32,21 @@ class RunLayout:
     experiment: str
 
     @classmethod
-    def create(cls, save_dir: Path, experiment: str, run_id: str) -> RunLayout:
-        """Make the run directory (and its private journal directory, mode 0700)."""
-        layout = cls(Path(save_dir).absolute() / f"{experiment}_{run_id}", experiment)
+    def create(cls, save_dir: Path, experiment: str, run_id: str, run_dir: Path | None = None) -> RunLayout:
+        """Make the run directory (and its private journal directory, mode 0700): ``run_dir``
+        when a batch script chose it, else ``<save_dir>/<experiment>_<run_id>``."""
+        root = Path(run_dir).absolute() if run_dir else Path(save_dir).absolute() / f"{experiment}_{run_id}"
+        layout = cls(root, experiment)
         layout.journal_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(layout.journal_dir, 0o700)
         return layout
 
     @classmethod
-    def open(cls, root: Path) -> RunLayout:
-        """The layout of an existing run directory (experiment read from its name)."""
+    def open(cls, root: Path, experiment: str | None = None) -> RunLayout:
+        """The layout of an existing run directory (experiment, if not given, from its name)."""
         root = Path(root).absolute()
-        experiment = root.name.rsplit("_", 1)[0] if "_" in root.name else root.name
+        if experiment is None:
+            experiment = root.name.rsplit("_", 1)[0] if "_" in root.name else root.name
         return cls(root, experiment)
 
     @property

@@ -164,6 +164,21 @@ def load_nodes(run_dir: Path) -> tuple[dict[str, NodeTelemetry], CarbonIntensity
     return _nodes(layout, node_frames, result, carbon, _done_markers(layout)), carbon
 
 
+def _experiment_of(frames: dict[int, list[_Frame]]) -> str | None:
+    """The experiment name the ranks started with (a run directory's name need not say it)."""
+    for rank in sorted(frames):
+        for fr in sorted(frames[rank], key=lambda f: f.seq_start)[:1]:
+            header_bytes, body_bytes = read_frame_at(fr.path, fr.offset)
+            try:
+                events = decode_body(body_bytes, decode_header(header_bytes))
+            except DecodeError:
+                continue
+            for ev in events:
+                if ev[0] == Kind.RUN_START and isinstance(ev[2], dict) and ev[2].get("experiment"):
+                    return str(ev[2]["experiment"])
+    return None
+
+
 def _done_markers(layout: RunLayout) -> dict[int, dict[str, Any]]:
     markers: dict[int, dict[str, Any]] = {}
     for path in layout.journal_dir.glob("rank*.done"):
@@ -183,6 +198,7 @@ def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = Fa
         raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
     result = MergeResult(layout.root)
     frames, node_frames = _index(layout, result)
+    layout = RunLayout.open(layout.root, _experiment_of(frames) or layout.experiment)
     done = _done_markers(layout)
     carbon = carbon_intensity()
     result.nodes = _nodes(layout, node_frames, result, carbon, done)

@@ -26,6 +26,7 @@ class Placement:
     rank: int
     local_rank: int
     world_size: int
+    local_world_size: int | None
     node: str
     launcher: str
     variables: tuple[tuple[str, str], ...]  # the launcher variables that were read
@@ -82,6 +83,23 @@ def node_name(env: Mapping[str, str] | None = None) -> str:
     return env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0] or "localhost"
 
 
+def local_world_size(env: Mapping[str, str], world_size: int) -> int | None:
+    """How many ranks run on this node, from the launcher (None: unknown)."""
+    for name in ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"):
+        value = _int(env, name)
+        if value is not None:
+            return value
+    tasks, node_id = env.get("SLURM_TASKS_PER_NODE"), _int(env, "SLURM_NODEID")
+    if tasks and node_id is not None:  # e.g. "3,1" or "2(x4)"
+        counts: list[int] = []
+        for part in tasks.split(","):
+            n, _, times = part.partition("(x")
+            counts += [int(n)] * (int(times.rstrip(")")) if times else 1)
+        if node_id < len(counts):
+            return counts[node_id]
+    return None
+
+
 def discover(
     rank: int | None = None,
     world_size: int | None = None,
@@ -136,6 +154,7 @@ def discover(
         rank=final_rank,
         local_rank=final_local,
         world_size=final_world,
+        local_world_size=local_world_size(env, final_world),
         node=node_name(env),
         launcher=launcher,
         variables=tuple(used),

@@ -94,7 +94,7 @@ class Run:
         self.config = config
         self.placement = placement
         self.run_id = run_id
-        self.layout = RunLayout.create(config.save_dir, config.experiment, run_id)
+        self.layout = RunLayout.create(config.save_dir, config.experiment, run_id, config.run_dir)
         if self.layout.merge_claim.exists():
             raise ConfigError(
                 "run_id",
@@ -165,6 +165,8 @@ class Run:
         }
         self._buffer.append((int(Kind.RUN_START), self.started_ns, info))
         hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank, **_gpu_hint()}
+        if p.local_world_size is not None:
+            hello["local_world_size"] = p.local_world_size
         self._buffer.append((int(Kind.HELLO), self.started_ns, hello))
 
     def _emit_environment(self) -> None:

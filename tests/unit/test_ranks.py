@@ -55,7 +55,9 @@ def test_node_name_prefers_slurm() -> None:
 
 
 def _placement(world: int) -> Placement:
-    return Placement(rank=0, local_rank=0, world_size=world, node="n", launcher="x", variables=())
+    return Placement(
+        rank=0, local_rank=0, world_size=world, local_world_size=None, node="n", launcher="x", variables=()
+    )
 
 
 def test_shared_run_key() -> None:
@@ -71,3 +73,21 @@ def test_shared_run_key() -> None:
     assert shared_run_key(_placement(2), restarted) != shared_run_key(
         _placement(2), {"TORCHELASTIC_RUN_ID": "abc"}
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LOCAL_WORLD_SIZE": "4"}, 4),
+        ({"MPI_LOCALNRANKS": "3"}, 3),
+        ({"SLURM_TASKS_PER_NODE": "3,1", "SLURM_NODEID": "1"}, 1),
+        ({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "2"}, 2),
+        ({"SLURM_TASKS_PER_NODE": "2(x3),1", "SLURM_NODEID": "3"}, 1),
+        ({}, None),
+    ],
+)
+def test_local_world_size(env: dict[str, str], expected: int | None) -> None:
+    """Ranks per node, so that a node's sidecar knows when its last rank has ended."""
+    from yprov_hpc.ranks import local_world_size
+
+    assert local_world_size(env, 8) == expected
