@@ -111,3 +111,36 @@ def test_sidecar_help_is_useful() -> None:
         check=True,
     ).stdout
     assert "--run-dir" in out and "--embedded" in out and "journal" in out
+
+
+def test_another_user_cannot_connect_to_the_socket(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str],
+) -> None:
+    """A process of another user (nobody) cannot reach the sidecar's ipc socket (0700 directory)."""
+    import shutil
+
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or shutil.which("runuser") is None or system_python is None:
+        pytest.fail("this test needs root, runuser and /usr/bin/python3 to act as another user (CI has them)")
+    _, _, endpoint = sidecar
+    path = endpoint[len("ipc://") :]
+    probe = [
+        "import socket, sys",
+        "s = socket.socket(socket.AF_UNIX)",
+        "try:",
+        "    s.connect(sys.argv[1])",
+        "except PermissionError:",
+        "    print('refused')",
+        "else:",
+        "    print('connected')",
+    ]
+    code = "\n".join(probe)
+    out = subprocess.run(
+        ["runuser", "-u", "nobody", "--", system_python, "-c", code, path],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.stdout.strip() == "refused", out.stdout + out.stderr
+    me = subprocess.run([system_python, "-c", code, path], capture_output=True, text=True, timeout=30)
+    assert me.stdout.strip() == "connected"  # the owner can: the refusal is about the user
