@@ -36,7 +36,14 @@ def sidecar(args: tuple[str, ...]) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--svg/--no-svg", default=None, help="Render SVG graphs [default: as the run asked].")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
-def merge(run_dir: Path, svg: bool | None, quiet: bool) -> None:
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for the ranks [default: one per CPU core].",
+)
+def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None) -> None:
     """Merge RUN_DIR's journals and spools into per-rank PROV-JSON and the collection.
 
     Safe to re-run, and to run on partial data: missing ranks and lost events are reported
@@ -44,7 +51,12 @@ def merge(run_dir: Path, svg: bool | None, quiet: bool) -> None:
     """
     from .merge import merge_run
 
-    result = merge_run(run_dir, create_svg=svg, progress=not quiet and sys.stderr.isatty())
+    result = merge_run(
+        run_dir,
+        create_svg=svg,
+        progress=not quiet and sys.stderr.isatty(),
+        workers=workers or os.cpu_count() or 1,
+    )
     for problem in result.problems:
         click.secho(f"problem: {problem}", fg="yellow", err=True)
     if not quiet:

@@ -125,8 +125,7 @@ def _fold_rank(rank: int, frames: list[_Frame], delivery: RankDelivery, result: 
                 expected = max(expected, end)
                 continue
             delivery.duplicates += skip
-            for ev in events[skip:] if skip else events:
-                fold.add(ev)
+            _fold_events(fold, events[skip:] if skip else events)
             delivery.events += fr.n_events - skip
             expected = end
         sent = delivery.done.get("delivery", {}).get("events")
@@ -179,6 +178,28 @@ def _experiment_of(frames: dict[int, list[_Frame]]) -> str | None:
     return None
 
 
+def _fold_events(fold: RankFold, events: list[list[Any]]) -> None:
+    """Metric events (nearly all of them) go straight into the columns; the rest through fold.add."""
+    cols = fold.columns
+    kind, name, ctx, step = cols.kind.append, cols.name.append, cols.context.append, cols.step.append
+    value, ts = cols.value.append, cols.ts_ns.append
+    add = fold.add
+    metric = int(Kind.METRIC)
+    n = 0
+    for ev in events:
+        if ev[0] == metric and len(ev) == 6:
+            kind("metric")
+            name(ev[2])
+            ctx(ev[4])
+            step(ev[5])
+            value(ev[3])
+            ts(ev[1])
+            n += 1
+        else:
+            add(ev)
+    fold.events += n
+
+
 def _done_markers(layout: RunLayout) -> dict[int, dict[str, Any]]:
     markers: dict[int, dict[str, Any]] = {}
     for path in layout.journal_dir.glob("rank*.done"):
@@ -190,8 +211,64 @@ def _done_markers(layout: RunLayout) -> dict[int, dict[str, Any]]:
     return markers
 
 
-def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = False) -> MergeResult:
-    """Merge a run directory's journals and spools into its PROV output; idempotent."""
+@dataclass
+class _RankJob:
+    """Everything one rank's merge needs (picklable: it may run in a worker process)."""
+
+    root: Path
+    experiment: str
+    rank: int
+    frames: list[_Frame]
+    done: dict[str, Any]
+    node: NodeTelemetry | None
+    carbon: CarbonIntensity
+
+
+@dataclass
+class _RankOutcome:
+    rank: int
+    document: Path
+    delivery: RankDelivery
+    fold: RankFold
+    problems: list[str]
+    malformed: int
+
+
+def _merge_rank(job: _RankJob) -> _RankOutcome:
+    """Fold one rank's batches, join its marks with its node's samples, write its files."""
+    layout = RunLayout.open(job.root, job.experiment)
+    scratch = MergeResult(layout.root)
+    delivery = RankDelivery(done=job.done)
+    fold = _fold_rank(job.rank, job.frames, delivery, scratch)
+    start_ns = fold.start_ns or 0
+    for name, ctx, step, value, ts in mark_metrics(job.rank, fold.marks, start_ns, job.node, job.carbon):
+        fold.add_metric(name, ctx, step, value, ts)
+    end_ns = fold.end_ns or int(delivery.done.get("ended_ts_ns") or fold.last_ns)
+    energy = rank_energy(job.rank, start_ns, end_ns, job.node, job.carbon)
+    document = write_rank(layout, fold, delivery, energy)
+    problems = []
+    if delivery.gaps or delivery.missing_at_end:
+        lost = sum(b - a + 1 for _, a, b in delivery.gaps) + delivery.missing_at_end
+        problems.append(f"rank {job.rank}: {lost} events missing (gaps {delivery.gaps[:5]})")
+    if not fold.status and not job.done:
+        problems.append(f"rank {job.rank}: no end_run recorded (killed?); kept all events received")
+    return _RankOutcome(job.rank, document, delivery, _slim(fold), problems, scratch.malformed_frames)
+
+
+def _graph_one(args: tuple[Path, Path, bool]) -> tuple[list[Path], list[str]]:
+    from .graph import write_graphs
+
+    document, out_dir, svg = args
+    return write_graphs([document], out_dir, svg=svg)
+
+
+def merge_run(
+    run_dir: Path, create_svg: bool | None = None, progress: bool = False, workers: int = 1
+) -> MergeResult:
+    """Merge a run directory's journals and spools into its PROV output; idempotent.
+
+    ``workers`` > 1 merges ranks (and draws their graphs) in that many worker processes; memory
+    stays bounded by one rank's data per worker."""
     began = time.monotonic()
     layout = RunLayout.open(run_dir)
     if not layout.journal_dir.is_dir():
@@ -203,53 +280,82 @@ def merge_run(run_dir: Path, create_svg: bool | None = None, progress: bool = Fa
     carbon = carbon_intensity()
     result.nodes = _nodes(layout, node_frames, result, carbon, done)
     world_size = max([int(d.get("world_size", 1)) for d in done.values()] + [max(frames, default=-1) + 1, 1])
+    node_of = _node_of_ranks(done, frames)
+    jobs = [
+        _RankJob(
+            layout.root,
+            layout.experiment,
+            rank,
+            frames[rank],
+            done.get(rank, {}),
+            result.nodes.get(node_of.get(rank, "")),
+            carbon,
+        )
+        for rank in sorted(frames)
+    ]
     folds: dict[int, RankFold] = {}
-    ranks = sorted(frames)
-    bar = _progress(progress, len(ranks))
-    for rank in ranks:
-        delivery = RankDelivery(done=done.get(rank, {}))
-        fold = _fold_rank(rank, frames[rank], delivery, result)
-        world_size = max(world_size, int(fold.start.get("world_size", 1) or 1))
-        node = result.nodes.get(str(fold.start.get("node", "")))
-        start_ns = fold.start_ns or 0
-        for name, ctx, step, value, ts in mark_metrics(rank, fold.marks, start_ns, node, carbon):
-            fold.add_metric(name, ctx, step, value, ts)
-        end_ns = fold.end_ns or int(delivery.done.get("ended_ts_ns") or fold.last_ns)
-        energy = rank_energy(rank, start_ns, end_ns, node, carbon)
-        result.documents.append(write_rank(layout, fold, delivery, energy))
-        result.ranks[rank] = delivery
-        folds[rank] = _slim(fold)
-        if delivery.gaps or delivery.missing_at_end:
-            lost = sum(b - a + 1 for _, a, b in delivery.gaps) + delivery.missing_at_end
-            result.problems.append(f"rank {rank}: {lost} events missing (gaps {delivery.gaps[:5]})")
-        if not fold.status and rank not in done:
-            result.problems.append(f"rank {rank}: no end_run recorded (killed?); kept all events received")
+    bar = _progress(progress, len(jobs))
+    pool = _pool(workers, len(jobs))
+    try:
+        outcomes = pool.map(_merge_rank, jobs) if pool is not None else map(_merge_rank, jobs)
+        for outcome in outcomes:
+            result.documents.append(outcome.document)
+            result.ranks[outcome.rank] = outcome.delivery
+            folds[outcome.rank] = outcome.fold
+            result.problems.extend(outcome.problems)
+            result.malformed_frames += outcome.malformed
+            world_size = max(world_size, int(outcome.fold.start.get("world_size", 1) or 1))
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    result.missing_ranks = [r for r in range(world_size) if r not in frames]
-    if result.missing_ranks:
-        result.problems.append(f"ranks with no events at all: {result.missing_ranks}")
-    if result.malformed_frames:
-        result.problems.append(f"{result.malformed_frames} malformed frames skipped")
-    if folds:
-        result.collection = _write_collection(layout, folds, result, world_size)
-        if any(f.start.get("collect_all_processes") for f in folds.values()):
-            result.combined = _write_combined(layout, result)
-    want_svg = (
-        create_svg
-        if create_svg is not None
-        else any(bool(f.end_flags.get("create_svg")) for f in folds.values())
-    )
-    from .graph import write_graphs
-
-    paths = [*result.documents, *([result.collection] if result.collection else [])]
-    result.graphs, graph_problems = write_graphs(paths, layout.graph_dir, svg=want_svg)
-    result.problems.extend(graph_problems)
+            bar.close()
+        result.missing_ranks = [r for r in range(world_size) if r not in frames]
+        if result.missing_ranks:
+            result.problems.append(f"ranks with no events at all: {result.missing_ranks}")
+        if result.malformed_frames:
+            result.problems.append(f"{result.malformed_frames} malformed frames skipped")
+        if folds:
+            result.collection = _write_collection(layout, folds, result, world_size)
+            if any(f.start.get("collect_all_processes") for f in folds.values()):
+                result.combined = _write_combined(layout, result)
+        want_svg = (
+            create_svg
+            if create_svg is not None
+            else any(bool(f.end_flags.get("create_svg")) for f in folds.values())
+        )
+        paths = [*result.documents, *([result.collection] if result.collection else [])]
+        tasks = [(path, layout.graph_dir, want_svg) for path in paths]
+        for written, problems in pool.map(_graph_one, tasks) if pool is not None else map(_graph_one, tasks):
+            result.graphs.extend(written)
+            result.problems.extend(p for p in problems if p not in result.problems)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     result.seconds = time.monotonic() - began
     _write_report(layout, result, world_size)
     return result
+
+
+def _pool(workers: int, tasks: int) -> Any:
+    """A process pool (spawned, not forked: the caller may be a training process with threads)."""
+    if workers <= 1 or tasks <= 1:
+        return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=min(workers, tasks), mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+def _node_of_ranks(done: dict[int, dict[str, Any]], frames: dict[int, list[_Frame]]) -> dict[int, str]:
+    """Each rank's node: from its done marker, else from the header of its first batch."""
+    nodes = {r: str(d["node"]) for r, d in done.items() if d.get("node")}
+    for rank, items in frames.items():
+        if rank not in nodes and items:
+            header_bytes, _ = read_frame_at(items[0].path, items[0].offset)
+            nodes[rank] = decode_header(header_bytes).node
+    return nodes
 
 
 def _slim(fold: RankFold) -> RankFold:
@@ -316,6 +422,9 @@ def _write_collection(
             "yprov:slurm_job_id": run_id[5:].split(".")[0] if run_id.startswith("slurm") else None,
         },
     )
+    parent = str(info.get("parent_run") or "")
+    if parent:  # the job nests in a workflow-level graph (yProv4WFs or another workflow system)
+        b.informed(job, _parent_activity(b, parent))
     job_energy = 0.0
     for node in sorted(set(nodes) | set(result.nodes)):
         tele = result.nodes.get(node)
@@ -375,6 +484,29 @@ def _write_collection(
     tmp.write_bytes(b.to_bytes())
     os.replace(tmp, path)
     return path
+
+
+def _parent_activity(b: DocumentBuilder, parent: str) -> str:
+    """The enclosing workflow run as an activity: its own URI when that splits into a namespace
+    and an NCName (prefix ``parent``), else a local record that carries the URI."""
+    cut = max(parent.rfind("/"), parent.rfind("#"), parent.rfind(":"))
+    local = parent[cut + 1 :]
+    if cut > 0 and local and ncname(local) == local and "://" in parent:
+        b.doc["prefix"]["parent"] = parent[: cut + 1]
+        ident = f"parent:{local}"
+    else:
+        ident = run_id_of("parent_run")
+    b.activity(
+        ident,
+        None,
+        None,
+        {
+            "prov:type": qname("yprov:WorkflowRun"),
+            "prov:label": "enclosing workflow run",
+            "yprov:uri": parent,
+        },
+    )
+    return ident
 
 
 def _write_combined(layout: RunLayout, result: MergeResult) -> Path:

@@ -14,64 +14,11 @@ from .events import Kind
 from .hashing import sha256_file
 from .layout import RunLayout
 from .provmap import DocumentBuilder, qname, run_id_of, time_literal
-from .series import SeriesColumns, write_series
+from .series import SeriesColumns, build_table, context_spans, summarize, write_series
 
 _METRIC = int(Kind.METRIC)
 _EXEC = int(Kind.EXEC_TIME)
 _MARK = int(Kind.MARK)
-
-
-@dataclass
-class SeriesSummary:
-    """Running summary of one (name, context) series."""
-
-    kind: str
-    count: int = 0
-    nan_count: int = 0
-    first_step: int | None = None
-    last_step: int | None = None
-    first_ns: int = 0
-    last_ns: int = 0
-    min: float = math.inf
-    max: float = -math.inf
-    total: float = 0.0
-    finite: int = 0
-    last: float = math.nan
-
-    def add(self, value: float, step: int | None, ts_ns: int) -> None:
-        if self.count == 0:
-            self.first_ns = ts_ns
-            self.first_step = step
-        self.count += 1
-        self.last_ns = ts_ns
-        if step is not None:
-            self.last_step = step
-            if self.first_step is None:
-                self.first_step = step
-        self.last = value
-        if value != value:  # NaN
-            self.nan_count += 1
-            return
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-        if not math.isinf(value):
-            self.total += value
-            self.finite += 1
-
-    def attrs(self) -> dict[str, Any]:
-        seen = self.count - self.nan_count
-        return {
-            "yprov:count": self.count,
-            "yprov:nan_count": self.nan_count,
-            "yprov:first_step": self.first_step,
-            "yprov:last_step": self.last_step,
-            "yprov:min": self.min if seen else math.nan,
-            "yprov:max": self.max if seen else math.nan,
-            "yprov:mean": self.total / self.finite if self.finite else math.nan,
-            "yprov:last": self.last,
-        }
 
 
 @dataclass
@@ -86,7 +33,6 @@ class RankFold:
     status: str = ""
     end_flags: dict[str, Any] = field(default_factory=dict)
     params: dict[str, tuple[Any, str, int]] = field(default_factory=dict)
-    series: dict[tuple[str, str | None], SeriesSummary] = field(default_factory=dict)
     columns: SeriesColumns = field(default_factory=SeriesColumns)
     contexts: dict[str, list[int]] = field(default_factory=dict)
     artifacts: list[tuple[str, str | None, int | None, int, dict[str, Any]]] = field(default_factory=list)
@@ -115,13 +61,7 @@ class RankFold:
         self._series("metric", name, ctx, step, value, ts)
 
     def _series(self, kind: str, name: str, ctx: str | None, step: int | None, value: float, ts: int) -> None:
-        key = (name, ctx) if kind == "metric" else (f"{kind}:{name}", ctx)
-        summary = self.series.get(key)
-        if summary is None:
-            summary = self.series[key] = SeriesSummary(kind)
-        summary.add(value, step, ts)
         self.columns.add(kind, name, ctx, step, value, ts)
-        self._touch_context(ctx, ts)
 
     def add(self, ev: list[Any]) -> None:
         """Fold one event (unknown kinds are kept for later schema versions, not dropped)."""
@@ -196,7 +136,13 @@ def write_rank(
     b = DocumentBuilder(namespace, layout.experiment, run_id)
 
     series_path = layout.series_file(r)
-    series_sha = write_series(fold.columns, series_path)
+    table = build_table(fold.columns)
+    series_sha = write_series(table, series_path)
+    for ctx_name, (first, last) in context_spans(table).items():
+        span = fold.contexts.setdefault(ctx_name, [first, last])
+        span[0], span[1] = min(span[0], first), max(span[1], last)
+    if len(fold.columns):
+        fold.last_ns = max(fold.last_ns, max(fold.columns.ts_ns))
     env_path = layout.environment_file(r)
     env_path.parent.mkdir(parents=True, exist_ok=True)
     env_path.write_bytes(orjson.dumps(fold.environment, option=orjson.OPT_INDENT_2))
@@ -319,33 +265,34 @@ def write_rank(
         },
     )
     b.generated(series_id, me, end_ns)
-    for (name, ctx), summary in fold.series.items():
-        label = name.split(":", 1)[1] if summary.kind != "metric" else name
-        ident = run_id_of(f"{local}.{summary.kind}.{label}.{ctx or 'run'}")
+    types = {"metric": "yprov:Metric", "execution_time": "yprov:ExecutionTime", "mark": "yprov:Mark"}
+    for summary in summarize(table):
+        ctx = summary.context
+        ident = run_id_of(f"{local}.{summary.kind}.{summary.name}.{ctx or 'run'}")
         attrs: dict[str, Any] = {
-            "prov:type": qname(
-                {"metric": "yprov:Metric", "execution_time": "yprov:ExecutionTime", "mark": "yprov:Mark"}[
-                    summary.kind
-                ]
-            ),
-            "prov:label": label,
+            "prov:type": qname(types[summary.kind]),
+            "prov:label": summary.name,
             "yprov:context": ctx,
             "yprov:series_path": _rel(layout, series_path),
             "yprov:series_sha256": series_sha,
-            "yprov:first_time": time_literal(summary.first_ns) if summary.first_ns else None,
-            "yprov:last_time": time_literal(summary.last_ns) if summary.last_ns else None,
+            "yprov:first_time": time_literal(summary.first_ns),
+            "yprov:last_time": time_literal(summary.last_ns),
+            "yprov:count": summary.count,
+            "yprov:first_step": summary.first_step,
+            "yprov:last_step": summary.last_step,
         }
         if summary.kind == "mark":
+            attrs["yprov:samples"] = "system and carbon metrics at these steps come from the node's samples"
+        else:
             attrs.update(
                 {
-                    "yprov:count": summary.count,
-                    "yprov:first_step": summary.first_step,
-                    "yprov:last_step": summary.last_step,
-                    "yprov:samples": "joined with node samples when the sidecar samples",
+                    "yprov:nan_count": summary.nan_count,
+                    "yprov:min": summary.min,
+                    "yprov:max": summary.max,
+                    "yprov:mean": summary.mean,
+                    "yprov:last": summary.last,
                 }
             )
-        else:
-            attrs.update(summary.attrs())
             if summary.kind == "execution_time":
                 attrs["yprov:unit"] = "s"
         ent = b.entity(ident, attrs)

@@ -1,11 +1,14 @@
-"""Full metric series: one columnar, compressed file per rank (Parquet, zstd).
+"""Full metric series: one columnar, compressed file per rank (Parquet, zstd), and the per-series
+summaries computed from the same columns (pyarrow, not a Python loop per value).
 
 Columns: kind (metric | execution_time | mark), name, context, step, value, ts_ns.
-Read it with ``pyarrow.parquet.read_table`` or pandas/polars.
+Read a file with ``pyarrow.parquet.read_table`` or pandas/polars.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +42,120 @@ class SeriesColumns:
         return len(self.ts_ns)
 
 
-def write_series(columns: SeriesColumns, path: Path) -> str:
-    """Write the series file and return its sha256."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class Summary:
+    """One (kind, name, context) series, summed up. min/max skip NaN; mean is over finite values."""
 
-    table = pa.table(
+    kind: str
+    name: str
+    context: str | None
+    count: int
+    nan_count: int
+    first_step: int | None
+    last_step: int | None
+    min: float
+    max: float
+    mean: float
+    last: float
+    first_ns: int
+    last_ns: int
+
+
+def build_table(columns: SeriesColumns) -> Any:
+    """The columns as a pyarrow Table."""
+    import pyarrow as pa
+
+    return pa.table(
         {
-            "kind": pa.array(columns.kind, pa.string()).dictionary_encode(),
-            "name": pa.array(columns.name, pa.string()).dictionary_encode(),
-            "context": pa.array(columns.context, pa.string()).dictionary_encode(),
+            "kind": pa.array(columns.kind, pa.string()),
+            "name": pa.array(columns.name, pa.string()),
+            "context": pa.array(columns.context, pa.string()),
             "step": pa.array(columns.step, pa.int64()),
             "value": pa.array(columns.value, pa.float64()),
             "ts_ns": pa.array(columns.ts_ns, pa.int64()),
         }
     )
+
+
+def write_series(table: Any, path: Path) -> str:
+    """Write the series file (string columns dictionary-encoded) and return its sha256."""
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=["kind", "name", "context"])
     tmp.replace(path)
     return sha256_file(path)
+
+
+def _f(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def summarize(table: Any) -> list[Summary]:
+    """One Summary per (kind, name, context), in a stable order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return []
+    value = table["value"]
+    is_nan = pc.is_nan(value)
+    null = pa.scalar(None, pa.float64())
+    work = table.append_column("v_seen", pc.if_else(is_nan, null, value))
+    work = work.append_column("v_finite", pc.if_else(pc.is_finite(value), value, null))
+    work = work.append_column("nan", pc.cast(is_nan, pa.int64()))
+    grouped = (
+        work.group_by(["kind", "name", "context"], use_threads=False)
+        .aggregate(
+            [
+                ("ts_ns", "count"),
+                ("nan", "sum"),
+                ("step", "first"),
+                ("step", "last"),
+                ("v_seen", "min"),
+                ("v_seen", "max"),
+                ("v_finite", "mean"),
+                ("value", "last"),
+                ("ts_ns", "min"),
+                ("ts_ns", "max"),
+            ]
+        )
+        .to_pylist()
+    )
+    out = [
+        Summary(
+            kind=g["kind"],
+            name=g["name"],
+            context=g["context"],
+            count=int(g["ts_ns_count"]),
+            nan_count=int(g["nan_sum"] or 0),
+            first_step=g["step_first"],
+            last_step=g["step_last"],
+            min=_f(g["v_seen_min"]),
+            max=_f(g["v_seen_max"]),
+            mean=_f(g["v_finite_mean"]),
+            last=_f(g["value_last"]),
+            first_ns=int(g["ts_ns_min"]),
+            last_ns=int(g["ts_ns_max"]),
+        )
+        for g in grouped
+    ]
+    return sorted(out, key=lambda s: (s.kind, s.name, s.context or ""))
+
+
+def context_spans(table: Any) -> dict[str, tuple[int, int]]:
+    """First and last event time of each context in the series."""
+    if table.num_rows == 0:
+        return {}
+    spans = (
+        table.group_by("context", use_threads=False)
+        .aggregate([("ts_ns", "min"), ("ts_ns", "max")])
+        .to_pylist()
+    )
+    return {
+        s["context"]: (int(s["ts_ns_min"]), int(s["ts_ns_max"])) for s in spans if s["context"] is not None
+    }
 
 
 def read_series(path: Path) -> Any:

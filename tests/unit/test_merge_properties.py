@@ -7,10 +7,11 @@ import random
 import shutil
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yprov_hpc.codec import encode_batch
+from yprov_hpc.codec import decode_body, decode_header, encode_batch
 from yprov_hpc.events import Kind
 from yprov_hpc.journal import JournalWriter
 from yprov_hpc.layout import RunLayout
@@ -132,3 +133,42 @@ def test_a_rank_with_no_events_is_reported_missing(tmp_path: Path) -> None:
     result = merge_run(root, create_svg=False)
     assert result.missing_ranks == [1]
     assert "ranks_missing" in result.collection.read_text()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("parent", "expected"),
+    [("https://wf.example.org/runs/wf-42", "parent:wf-42"), ("not a uri at all", "run:parent_run")],
+)
+def test_parent_workflow_run_is_linked(tmp_path: Path, parent: str, expected: str) -> None:
+    """A parent workflow run (YPROV_PARENT_RUN) becomes an activity that informs the job."""
+    frames = []
+    for header, body in _rank_batches(0, 5, 100):
+        hdr = decode_header(header)
+        events = decode_body(body, hdr)
+        for ev in events:
+            if ev[0] == int(Kind.RUN_START):
+                ev[2]["parent_run"] = parent
+                ev[2]["world_size"] = 1
+        frames.append(encode_batch("r1", 0, "n0", hdr.stream, hdr.seq_start, [tuple(e) for e in events], T0))
+    root = tmp_path / "e_r1"
+    _write_journals(root, frames, 1)
+    coll = json.loads(merge_run(root, create_svg=False).collection.read_text())  # type: ignore[union-attr]
+    informed = [(r["prov:informed"], r["prov:informant"]) for r in coll["wasInformedBy"].values()]
+    assert ("run:job", expected) in informed
+    assert coll["activity"][expected]["yprov:uri"] == parent
+
+
+def test_parallel_merge_writes_what_a_sequential_one_does(tmp_path: Path) -> None:
+    """Ranks merged in 2 worker processes give the same documents and series as in-process."""
+    frames = _rank_batches(0, 200, 17) + _rank_batches(1, 150, 17)
+    one, two = tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"
+    _write_journals(one, frames, 2)
+    _write_journals(two, frames, 2)
+    merge_run(one, create_svg=False, workers=1)
+    result = merge_run(two, create_svg=False, workers=2)
+    assert _outputs(two) == _outputs(one)
+    assert sorted(p.name for p in result.graphs) == [
+        "prov_e_collection.dot",
+        "prov_e_rank0.dot",
+        "prov_e_rank1.dot",
+    ]
