@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 DEFAULT_CPU_TDP_W = 85.0  # codecarbon's fallback when a CPU model is not in its table
@@ -72,9 +73,18 @@ class NodeEnergy:
     system: list[dict[str, Any]] = field(default_factory=list)  # the system samples, in time order
     gpu_samples: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
-    @property
+    @cached_property
     def total_j(self) -> list[float]:
+        """Node total (CPU+DRAM and GPUs), cumulative; computed once, when first asked (after the build)."""
         return [self.cpu_j[k] + sum(g[k] for g in self.gpu_j.values()) for k in range(len(self.times))]
+
+    @cached_property
+    def _system_times(self) -> list[int]:
+        return [s["ts_ns"] for s in self.system]
+
+    @cached_property
+    def _gpu_times(self) -> list[int]:
+        return [ts for ts, _ in self.gpu_samples]
 
     def rank_total_at(self, rank: int, t: int) -> float:
         """A rank's cumulative energy (CPU+DRAM share + GPU) at wall time ``t`` (ns)."""
@@ -90,13 +100,13 @@ class NodeEnergy:
         """The last system sample at or before ``t`` (else the first)."""
         if not self.system:
             return None
-        i = bisect.bisect_right([s["ts_ns"] for s in self.system], t)
+        i = bisect.bisect_right(self._system_times, t)
         return self.system[max(0, i - 1)]
 
     def gpus_at(self, t: int) -> dict[str, Any]:
         if not self.gpu_samples:
             return {}
-        i = bisect.bisect_right([ts for ts, _ in self.gpu_samples], t)
+        i = bisect.bisect_right(self._gpu_times, t)
         return self.gpu_samples[max(0, i - 1)][1]
 
 
