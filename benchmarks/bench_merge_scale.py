@@ -31,7 +31,7 @@ MS = 1_000_000
 PER_NODE = 8
 
 
-def generate(root: Path, ranks: int, points: int) -> int:
+def generate(root: Path, ranks: int, points: int, mark_every: int) -> int:
     journal_dir = root / "journal"
     journal_dir.mkdir(parents=True)
     nodes = (ranks + PER_NODE - 1) // PER_NODE
@@ -64,7 +64,7 @@ def generate(root: Path, ranks: int, points: int) -> int:
             events: list[tuple[object, ...]] = []
             for s in range(step, step + n):
                 events.append((4, T0 + s * MS, names[s % 10], 1.0 / (s + 1), "training", s))
-                if s % 10 == 9:
+                if mark_every and s % mark_every == mark_every - 1:
                     events.append((8, T0 + s * MS, "system", "training", s))
                     events.append((8, T0 + s * MS, "carbon", "training", s))
             w.append(*encode_batch("scale", rank, node, rank + 1, seq, events, T0))
@@ -106,12 +106,15 @@ def main() -> None:
     parser.add_argument("--ranks", type=int, default=512)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--mark-every", type=int, default=10, help="a system and a carbon mark every N steps (0: none)"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="generate here and keep it")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp())
     root = base / "scale_scale"
     t = time.perf_counter()
-    events = generate(root, args.ranks, args.points)
+    events = generate(root, args.ranks, args.points, args.mark_every)
     gen_s = time.perf_counter() - t
     journal_mb = sum(p.stat().st_size for p in (root / "journal").glob("*.journal")) / 1e6
     t = time.perf_counter()
@@ -124,6 +127,7 @@ def main() -> None:
             {
                 "ranks": args.ranks,
                 "points_per_rank": args.points,
+                "mark_every": args.mark_every,
                 "events": events,
                 "journal_mb": round(journal_mb),
                 "generate_s": round(gen_s, 1),

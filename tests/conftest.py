@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +92,15 @@ def python_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def run_example(cwd: Path, *command: str, timeout_s: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run a command (an example script, a launcher) in ``cwd`` with this checkout importable;
+    fail with the end of its stderr if it fails."""
+    import subprocess
+
+    out = subprocess.run(
+        list(command), cwd=cwd, env=python_env(), capture_output=True, text=True, timeout=timeout_s
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, start
+from tests.conftest import PYTHON, ROOT, entity, literal, load, run_example, start
 
 sys.path.insert(0, str(ROOT / "examples"))
 from lightning_train import LitMNIST
@@ -22,24 +21,18 @@ from synthetic_mnist import SyntheticMNIST
 def test_two_process_fit_records_every_rank(tmp_path: Path) -> None:
     """A 2-epoch fit on 2 processes (ddp): both ranks' documents, true steps, contexts,
     hyperparameters, checkpoints as model versions on rank 0, status finished."""
-    out = subprocess.run(
-        [
-            PYTHON,
-            str(ROOT / "examples" / "lightning_train.py"),
-            "--devices",
-            "2",
-            "--epochs",
-            "2",
-            "--save-dir",
-            "prov",
-        ],
-        cwd=tmp_path,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_example(
+        tmp_path,
+        PYTHON,
+        str(ROOT / "examples" / "lightning_train.py"),
+        "--devices",
+        "2",
+        "--epochs",
+        "2",
+        "--save-dir",
+        "prov",
+        timeout_s=600,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "prov").iterdir()
     for rank in (0, 1):
         doc = load(run_dir / f"prov_lightning_mnist_rank{rank}.json")

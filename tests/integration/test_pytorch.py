@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, start
+from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, run_example, start
 from yprov_hpc.provmap import run_id_of
 
 sys.path.insert(0, str(ROOT / "examples"))
@@ -29,15 +29,16 @@ def _relations(doc: dict, kind: str) -> list[dict]:  # type: ignore[type-arg]
 def test_paper_example_runs_unchanged(tmp_path: Path) -> None:
     """The paper's section 2.3 code, with `import yprov_hpc as prov4ml`, trains 2 epochs and
     records params, dataset, metrics, a version chain and the final model linked to its weights."""
-    out = subprocess.run(
-        [PYTHON, str(ROOT / "examples" / "pytorch_mnist.py"), "--epochs", "2", "--save-dir", "prov"],
-        cwd=tmp_path,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_example(
+        tmp_path,
+        PYTHON,
+        str(ROOT / "examples" / "pytorch_mnist.py"),
+        "--epochs",
+        "2",
+        "--save-dir",
+        "prov",
+        timeout_s=300,
     )
-    assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "prov").iterdir()
     doc = load(run_dir / "prov_experiment_name_rank0.json")
     mse = entity(doc, "run:rank0.metric.MSE_train.training")
@@ -153,24 +154,18 @@ def test_save_model_version_numbers_per_name_inside_the_run(save_dir: Path, tmp_
 def test_torchrun_ddp_every_rank_records(tmp_path: Path, nproc: int) -> None:
     """torchrun + DDP (gloo, CPU): one document per rank with its shard, linked by the collection."""
     torchrun = shutil.which("torchrun", path=str(Path(PYTHON).parent)) or "torchrun"
-    out = subprocess.run(
-        [
-            torchrun,
-            "--nproc-per-node",
-            str(nproc),
-            str(ROOT / "examples" / "ddp_train.py"),
-            "--epochs",
-            "2",
-            "--save-dir",
-            "prov",
-        ],
-        cwd=tmp_path,
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_example(
+        tmp_path,
+        torchrun,
+        "--nproc-per-node",
+        str(nproc),
+        str(ROOT / "examples" / "ddp_train.py"),
+        "--epochs",
+        "2",
+        "--save-dir",
+        "prov",
+        timeout_s=300,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = (tmp_path / "prov").iterdir()
     per_rank = 1600 // nproc // 32
     for rank in range(nproc):
