@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from yprov_hpc.config import ENV_NVML_MODULE, ENV_RAPL_ROOT, ENV_SAMPLE_INTERVAL_S, ENV_SAMPLERS
+from yprov_hpc.config import (
+    ENV_AGGREGATE,
+    ENV_FORWARD,
+    ENV_NVML_MODULE,
+    ENV_RAPL_ROOT,
+    ENV_SAMPLE_INTERVAL_S,
+    ENV_SAMPLERS,
+)
 from yprov_hpc.layout import RunLayout
 from yprov_hpc.ranks import node_name
 
@@ -82,6 +89,18 @@ def _sampler_names(text: str) -> tuple[str, ...]:
     envvar=ENV_NVML_MODULE,
     help=f"Python module providing the NVML API [default: pynvml] (${ENV_NVML_MODULE}).",
 )
+@click.option(
+    "--aggregate",
+    default=None,
+    envvar=ENV_AGGREGATE,
+    help=f"Also be the job's aggregator, bound here, e.g. tcp://*:5600 (${ENV_AGGREGATE}).",
+)
+@click.option(
+    "--forward",
+    default=None,
+    envvar=ENV_FORWARD,
+    help=f"Forward every journaled batch to the aggregator here, e.g. tcp://node1:5600 (${ENV_FORWARD}).",
+)
 def main(
     run_dir: Path,
     node: str | None,
@@ -92,6 +111,8 @@ def main(
     samplers: str,
     rapl_root: Path,
     nvml_module: str | None,
+    aggregate: str | None,
+    forward: str | None,
 ) -> None:
     """Run the node's sidecar: receive the ranks' event batches, journal them, ack them.
 
@@ -117,5 +138,7 @@ def main(
         samplers=_sampler_names(samplers),
         rapl_root=rapl_root,
         nvml_module=nvml_module,
+        aggregate=aggregate,
+        forward=forward if forward != aggregate else None,
     )
     sys.exit(Sidecar(settings).serve())

@@ -29,8 +29,10 @@ from yprov_hpc.codec import decode_body, decode_header, encode_ack, encode_batch
 from yprov_hpc.errors import DecodeError
 from yprov_hpc.events import NODE_RANK, Kind
 from yprov_hpc.journal import JournalWriter
+from yprov_hpc.keys import keys_dir, make_keys
 from yprov_hpc.layout import RunLayout
 
+from .aggregator import AggregatorEndpoint, Forwarder
 from .samplers import NvmlSampler, RaplSampler, Sampler, SamplerThread, SamplerUnavailable, SystemSampler
 from .samplers.rapl import DEFAULT_ROOT as DEFAULT_RAPL_ROOT
 
@@ -39,6 +41,8 @@ log = logging.getLogger("yprov_daemon")
 DRAIN_MAX = 2000  # messages handled per loop before flushing and acking
 PID_CHECK_S = 1.0
 EXIT_GRACE_S = 1.0  # embedded mode: how long to keep serving after the last rank's bye
+KEYS_WAIT_S = 30.0  # a forwarding sidecar waits this long for the job's keys
+FORWARD_FINISH_S = 3.0  # and at stop, this long for the aggregator's last acks
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class SidecarSettings:
     samplers: tuple[str, ...] = ("system", "rapl", "nvml")
     rapl_root: Path = DEFAULT_RAPL_ROOT
     nvml_module: str | None = None
+    aggregate: str | None = None  # tcp endpoint to bind: this sidecar is also the job's aggregator
+    forward: str | None = None  # the aggregator's tcp endpoint: forward every journaled batch there
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Sidecar:
     _rank_procs: dict[int, dict[str, Any]] = field(default_factory=dict)
     _stream: int = field(default_factory=lambda: secrets.randbits(63))
     _seq: int = 0
+    _forwarder: Forwarder | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: draining and stopping", signum)
@@ -114,6 +121,11 @@ class Sidecar:
         journal = JournalWriter(s.layout.node_journal(s.node))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        aggregator = self._start_links(ctx)
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if aggregator is not None:
+            poller.register(aggregator.socket, zmq.POLLIN)
         self._write_ready()
         log.info("serving %s on node %s, journal %s", s.endpoint, s.node, journal.path)
         self._start_samplers()
@@ -122,9 +134,14 @@ class Sidecar:
         exit_at: float | None = None
         try:
             while not self._stop:
-                if sock.poll(100, zmq.POLLIN):
+                ready = dict(poller.poll(100))
+                if sock in ready:
                     self._drain(sock, journal)
+                if aggregator is not None and aggregator.socket in ready:
+                    aggregator.drain()
                 self._journal_samples(journal)
+                if self._forwarder is not None:
+                    self._forwarder.poll()
                 if s.embedded:
                     now = time.monotonic()
                     if exit_at is not None:
@@ -141,6 +158,7 @@ class Sidecar:
             self._stop_samplers()
             self._journal_samples(journal)
             journal.close()
+            self._stop_links(aggregator)
             sock.close()
             ctx.term()
             s.layout.sidecar_info(s.node).unlink(missing_ok=True)
@@ -153,6 +171,46 @@ class Sidecar:
                 self.stats.samples,
             )
         return 0
+
+    # --- the links to the aggregator -------------------------------------------------------------
+    def _start_links(self, ctx: Any) -> AggregatorEndpoint | None:
+        s = self.settings
+        aggregator = None
+        if s.aggregate:
+            make_keys(s.layout)
+            aggregator = AggregatorEndpoint(ctx, s.layout, s.aggregate)
+            log.info("aggregating node streams on %s (CURVE)", s.aggregate)
+        if s.forward:
+            key = keys_dir(s.layout) / "sidecar.key_secret"
+            deadline = time.monotonic() + KEYS_WAIT_S
+            while not key.exists() and time.monotonic() < deadline:  # the aggregator makes them
+                time.sleep(0.05)
+            if key.exists():
+                self._forwarder = Forwarder(ctx, s.layout, s.node, s.forward)
+                log.info("forwarding to the aggregator at %s (CURVE)", s.forward)
+            else:
+                log.warning(
+                    "no job keys in %s after %.0f s: not forwarding (the node journal has it all)",
+                    keys_dir(s.layout),
+                    KEYS_WAIT_S,
+                )
+        return aggregator
+
+    def _stop_links(self, aggregator: AggregatorEndpoint | None) -> None:
+        if self._forwarder is not None:
+            left = self._forwarder.finish(FORWARD_FINISH_S)
+            f = self._forwarder
+            log.info(
+                "forwarded %d batches (%d resent, %d unacked at stop, %d over the limit)",
+                f.forwarded,
+                f.resent,
+                left,
+                f.dropped,
+            )
+        if aggregator is not None:
+            aggregator.linger()
+            aggregator.close()
+            log.info("aggregated %d forwarded batches, %d malformed", aggregator.frames, aggregator.malformed)
 
     # --- sampling ------------------------------------------------------------------------------
     def _make_sampler(self, name: str) -> Sampler:
@@ -209,6 +267,8 @@ class Sidecar:
         journal.append(header, body)
         journal.flush()
         self.stats.samples += len(events)
+        if self._forwarder is not None:
+            self._forwarder.submit(header, body)
 
     def _write_ready(self) -> None:
         s = self.settings
@@ -258,6 +318,8 @@ class Sidecar:
                 log.warning("dropped a malformed message: %s", exc.reason)
             return None
         journal.append(header_bytes, body_bytes)
+        if self._forwarder is not None:
+            self._forwarder.submit(header_bytes, body_bytes)  # sent now; acked (or resent) later
         self.stats.batches += 1
         self.stats.events += header.n_events
         self.stats.bytes_journaled += len(header_bytes) + len(body_bytes)

@@ -92,6 +92,20 @@ def validate(files: tuple[Path, ...]) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+def keys(run_dir: Path) -> None:
+    """Make the job's CURVE keys in RUN_DIR/journal/keys (0700), for the sidecars' links to the
+    aggregator; existing keys are kept. Batch scripts run this before starting the sidecars."""
+    from .keys import make_keys
+    from .layout import RunLayout
+
+    layout = RunLayout.open(run_dir)
+    layout.journal_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(layout.journal_dir, 0o700)
+    click.echo(str(make_keys(layout)))
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report(run_dir: Path) -> None:
     """Write per-node energy reports (Markdown and HTML, with plots) and a job summary into

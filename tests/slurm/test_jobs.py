@@ -46,6 +46,10 @@ def test_two_node_four_rank_job(slurm_conf: str, tmp_path: Path) -> None:
         "node-node2.journal",
     ]
     assert log.count("yprov-sidecar INFO stopped:") == 2, "both sidecars stop cleanly on SIGTERM"
+    # node2's sidecar forwarded everything to the aggregator in node1's sidecar (CURVE over tcp)
+    assert "aggregating node streams" in log and "0 unacked at stop" in log, log[-3000:]
+    copy = run_dir / "journal" / "agg-node2.journal"
+    assert copy.exists() and copy.stat().st_size > 0
 
 
 def test_mpi4py_job_over_pmi2(slurm_conf: str, tmp_path: Path) -> None:

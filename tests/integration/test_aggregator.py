@@ -1,0 +1,129 @@
+"""The node links: a sidecar forwards to the job's aggregator over tcp with CURVE keys; the
+aggregator's copy alone restores a lost node journal; clients without the job's key are refused."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+from yprov_daemon.aggregator import FORWARD
+
+import yprov_hpc as prov4ml
+from tests.conftest import PYTHON, entity, load, python_env
+from yprov_hpc.codec import encode_batch
+from yprov_hpc.journal import read_frames
+from yprov_hpc.keys import server_keys
+from yprov_hpc.layout import RunLayout
+from yprov_hpc.merge import merge_run
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _sidecar(run_dir: Path, node: str, *args: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "yprov_daemon",
+            "--run-dir",
+            str(run_dir),
+            "--node",
+            node,
+            "--samplers",
+            "none",
+            *args,
+        ],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    ready = run_dir / "journal" / f"sidecar-{node}.json"
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[tuple[Path, str, subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
+    """Node A's sidecar is the aggregator; node B's sidecar forwards to it."""
+    run_dir = tmp_path / "agg_r1"
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    a = _sidecar(run_dir, "nodeA", "--aggregate", endpoint)
+    b = _sidecar(run_dir, "nodeB", "--forward", endpoint)
+    yield run_dir, endpoint, a, b
+    for proc in (a, b):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_aggregator_copy_restores_a_lost_node_journal(
+    link: tuple[Path, str, subprocess.Popen[bytes], subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events of a rank on node B reach the aggregator; with B's journal gone, the merge has them all."""
+    run_dir, _, a, b = link
+    monkeypatch.setenv("SLURMD_NODENAME", "nodeB")
+    monkeypatch.setenv("YPROV_RUN_DIR", str(run_dir))
+    prov4ml.start_run("www.example.org", "agg", handle_sigterm=False, auto_merge=False, run_id="r1")
+    for i in range(3000):
+        prov4ml.log_metric("loss", float(i), prov4ml.Context.TRAINING, i)
+    report = prov4ml.end_run()
+    assert report.delivery.events_spilled == 0
+    b.send_signal(signal.SIGTERM)
+    out_b = b.communicate(timeout=20)[0].decode()
+    a.send_signal(signal.SIGTERM)
+    out_a = a.communicate(timeout=20)[0].decode()
+    assert "0 unacked at stop" in out_b, out_b
+    assert "aggregated" in out_a and " 0 malformed" in out_a, out_a
+    journal = run_dir / "journal"
+    copy = journal / "agg-nodeB.journal"
+    assert len(list(read_frames(copy))) == len(list(read_frames(journal / "node-nodeB.journal")))
+    (journal / "node-nodeB.journal").unlink()  # node B and its disk are gone
+    result = merge_run(run_dir, create_svg=False)
+    assert result.ranks[0].gaps == []
+    assert entity(load(result.documents[0]), "run:rank0.metric.loss.training")["yprov:count"] == 3000
+
+
+def _try_forward(endpoint: str, keys: tuple[bytes, bytes] | None, server_public: bytes) -> bool:
+    """Send one forwarded batch; True if the aggregator acked it within a second."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if keys is not None:
+        sock.curve_publickey, sock.curve_secretkey = keys
+        sock.curve_serverkey = server_public
+    sock.connect(endpoint)
+    header, body = encode_batch("r1", 0, "intruder", 5, 0, [(4, 1, "x", 1.0, None, 0)], 1)
+    sock.send_multipart([FORWARD, b"intruder", header, body, (7).to_bytes(8, "little")])
+    acked = bool(sock.poll(1000, zmq.POLLIN))
+    sock.close()
+    return acked
+
+
+def test_clients_without_the_jobs_key_are_refused(
+    link: tuple[Path, str, subprocess.Popen[bytes], subprocess.Popen[bytes]],
+) -> None:
+    """No CURVE, or a key pair the job did not make: nothing is acked or journaled."""
+    run_dir, endpoint, _, _ = link
+    server_public, _ = server_keys(RunLayout.open(run_dir))
+    stranger = zmq.curve_keypair()
+    assert not _try_forward(endpoint, None, server_public)
+    assert not _try_forward(endpoint, stranger, server_public)
+    assert not (run_dir / "journal" / "agg-intruder.journal").exists()
+    job_keys = zmq.auth.load_certificate(run_dir / "journal" / "keys" / "sidecar.key_secret")
+    assert _try_forward(endpoint, (job_keys[0], job_keys[1]), server_public)  # the job's key works
+    keys_mode = (run_dir / "journal" / "keys").stat().st_mode & 0o777
+    assert keys_mode == 0o700 and json.loads((run_dir / "journal" / "sidecar-nodeA.json").read_text())
