@@ -420,6 +420,8 @@ def _write_collection(
             "yprov:launcher": info.get("launcher"),
             "yprov:parent_run": info.get("parent_run"),
             "yprov:slurm_job_id": run_id[5:].split(".")[0] if run_id.startswith("slurm") else None,
+            "yprov:slurm_step_ids": sorted({str(f.start["slurm_step_id"]) for f in folds.values()
+                                           if f.start.get("slurm_step_id") not in (None, "")}) or None,
         },
     )
     parent = str(info.get("parent_run") or "")

@@ -162,6 +162,7 @@ class Run:
             "collect_all_processes": self.config.collect_all_processes,
             "batch_events": self.config.batch_events,
             "parent_run": self.config.parent_run or "",
+            "slurm_step_id": os.environ.get("SLURM_STEP_ID", ""),
         }
         self._buffer.append((int(Kind.RUN_START), self.started_ns, info))
         hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank, **_gpu_hint()}

@@ -40,6 +40,7 @@ def test_two_node_four_rank_job(slurm_conf: str, tmp_path: Path) -> None:
     assert json.loads(job_act["yprov:nodes"]) == ["node1", "node2"] and job_act["yprov:slurm_job_id"] == str(
         job
     )
+    assert json.loads(job_act["yprov:slurm_step_ids"]) == ["1"]  # step 0 is the sidecars
     assert len(coll["hadMember"]) == 4 and {"run:node.node1", "run:node.node2"} <= set(coll["entity"])
     assert sorted(p.name for p in (run_dir / "journal").glob("node-*.journal")) == [
         "node-node1.journal",
@@ -140,3 +141,35 @@ def test_kill_9_of_one_nodes_sidecar_loses_nothing(slurm_conf: str, tmp_path: Pa
         assert (act["yprov:events_spilled"] > 0) == (rank >= 2), (
             f"rank {rank} spilled {act['yprov:events_spilled']}"
         )
+
+
+def test_torchrun_variant_across_nodes(slurm_conf: str, tmp_path: Path) -> None:
+    """One torchrun per node (scripts/slurm/torchrun-step.sh), DDP over gloo: 4 ranks, 2 nodes."""
+    env = slurm_env(slurm_conf, YPROV_NPROC_PER_NODE="2")
+    out = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--nodes=2",
+            "--ntasks-per-node=1",
+            "-o",
+            str(tmp_path / "job.out"),
+            str(ROOT / "scripts" / "slurm" / "yprov-job.sbatch"),
+            str(ROOT / "scripts" / "slurm" / "torchrun-step.sh"),
+            str(ROOT / "examples" / "ddp_train.py"),
+            "--epochs",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wait_gone(slurm_conf, int(out.stdout.strip().split(";")[0]))
+    run_dir = _run_dir(tmp_path)
+    for rank in range(4):
+        doc = load(run_dir / f"prov_ddp_mnist_rank{rank}.json")
+        act = {k: literal(v) for k, v in doc["activity"][f"run:rank{rank}"].items()}
+        assert (act["yprov:world_size"], act["yprov:node"]) == (4, "node1" if rank < 2 else "node2")
+        assert entity(doc, f"run:rank{rank}.dataset.train_dataset")["yprov:num_replicas"] == 4
