@@ -127,3 +127,39 @@ def test_clients_without_the_jobs_key_are_refused(
     assert _try_forward(endpoint, (job_keys[0], job_keys[1]), server_public)  # the job's key works
     keys_mode = (run_dir / "journal" / "keys").stat().st_mode & 0o777
     assert keys_mode == 0o700 and json.loads((run_dir / "journal" / "sidecar-nodeA.json").read_text())
+
+
+def test_forwarding_resumes_after_the_aggregator_comes_back(
+    link: tuple[Path, str, subprocess.Popen[bytes], subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of the aggregator, then a new one on the same port: the forwarder's resends fill in
+    what it missed, and its copy alone still holds every event."""
+    run_dir, endpoint, a, b = link
+    monkeypatch.setenv("SLURMD_NODENAME", "nodeB")
+    monkeypatch.setenv("YPROV_RUN_DIR", str(run_dir))
+    prov4ml.start_run("www.example.org", "agg", handle_sigterm=False, auto_merge=False, run_id="r1")
+    copy = run_dir / "journal" / "agg-nodeB.journal"
+    for i in range(1000):
+        prov4ml.log_metric("loss", float(i), prov4ml.Context.TRAINING, i)
+    deadline = time.monotonic() + 10
+    while not (copy.exists() and list(read_frames(copy))):
+        assert time.monotonic() < deadline, "nothing reached the aggregator"
+        time.sleep(0.05)
+    a.kill()
+    a.wait()
+    for i in range(1000, 2000):
+        prov4ml.log_metric("loss", float(i), prov4ml.Context.TRAINING, i)
+    time.sleep(0.5)  # batches go out while there is no aggregator
+    a2 = _sidecar(run_dir, "nodeA", "--aggregate", endpoint)
+    try:
+        prov4ml.end_run()
+        b.send_signal(signal.SIGTERM)
+        out_b = b.communicate(timeout=30)[0].decode()
+        assert "0 unacked at stop" in out_b and "resent" in out_b, out_b
+    finally:
+        a2.send_signal(signal.SIGTERM)
+        a2.communicate(timeout=30)
+    (run_dir / "journal" / "node-nodeB.journal").unlink()
+    result = merge_run(run_dir, create_svg=False)
+    assert result.ranks[0].gaps == [] and result.ranks[0].missing_at_end == 0
+    assert entity(load(result.documents[0]), "run:rank0.metric.loss.training")["yprov:count"] == 2000
