@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,9 @@ from yprov_hpc.codec import encode_batch
 from yprov_hpc.keys import client_keys
 from yprov_hpc.layout import RunLayout
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sidecar import free_port, start_sidecar
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -32,29 +33,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100)
     args = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp()) / "bench_r1"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    endpoint = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "yprov_daemon",
-            "--run-dir",
-            str(run_dir),
-            "--node",
-            "agg",
-            "--samplers",
-            "none",
-            "--aggregate",
-            endpoint,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    while not (run_dir / "journal" / "sidecar-agg.json").exists():
-        time.sleep(0.01)
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc, _ = start_sidecar(run_dir, "agg", "--samplers", "none", "--aggregate", endpoint)
     public, secret, server = client_keys(RunLayout.open(run_dir))
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server

@@ -12,8 +12,6 @@ import argparse
 import json
 import multiprocessing
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,9 @@ from yprov_hpc.codec import encode_batch
 from yprov_hpc.keys import make_keys
 from yprov_hpc.layout import RunLayout
 from yprov_hpc.merge import merge_run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sidecar import free_port, start_sidecar
 
 RANKS_PER_NODE = 8
 T0 = time.time_ns()
@@ -101,34 +102,13 @@ def main() -> None:
     run_dir = Path(tempfile.mkdtemp()) / "live_live"
     layout = RunLayout.create(run_dir.parent, "live", "live")
     make_keys(layout)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    agg = f"tcp://127.0.0.1:{port}"
+    agg = f"tcp://127.0.0.1:{free_port()}"
     sidecars, endpoints = [], []
     for n in range(args.nodes):
         link = ["--aggregate", agg] if n == 0 else ["--forward", agg]
-        sidecars.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "yprov_daemon",
-                    "--run-dir",
-                    str(run_dir),
-                    "--node",
-                    f"node{n}",
-                    *link,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    for n in range(args.nodes):
-        ready = run_dir / "journal" / f"sidecar-node{n}.json"
-        while not ready.exists():
-            time.sleep(0.02)
-        endpoints.append(json.loads(ready.read_text())["endpoint"])
+        proc, endpoint = start_sidecar(run_dir, f"node{n}", *link)
+        sidecars.append(proc)
+        endpoints.append(endpoint)
     world = args.nodes * RANKS_PER_NODE
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.nodes) as pool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes.powercap import make_tree, set_uj  # noqa: E402
 from yprov_hpc.codec import encode_batch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sidecar import start_sidecar  # noqa: E402
 
 RANKS = 8
 
@@ -67,28 +69,9 @@ def _clients(endpoint: str, seconds: float, stop: threading.Event) -> int:
 
 def measure(interval_s: float, samplers: str, seconds: float, env: dict[str, str]) -> dict[str, float]:
     run_dir = Path(tempfile.mkdtemp()) / "bench_r1"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "yprov_daemon",
-            "--run-dir",
-            str(run_dir),
-            "--node",
-            "n0",
-            "--interval",
-            str(interval_s),
-            "--samplers",
-            samplers,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc, endpoint = start_sidecar(
+        run_dir, "n0", "--interval", str(interval_s), "--samplers", samplers, env=env
     )
-    ready = run_dir / "journal" / "sidecar-n0.json"
-    while not ready.exists():
-        time.sleep(0.01)
-    endpoint = json.loads(ready.read_text())["endpoint"]
     time.sleep(0.5)  # start-up is not the steady state
     ps = psutil.Process(proc.pid)
     c0, t0 = ps.cpu_times(), time.monotonic()

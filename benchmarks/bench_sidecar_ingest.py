@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,6 +20,9 @@ from pathlib import Path
 import zmq
 
 from yprov_hpc.codec import encode_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sidecar import start_sidecar
 
 
 def _frames(n_batches: int, batch: int) -> list[tuple[bytes, bytes]]:
@@ -79,15 +81,7 @@ def main() -> None:
     n_batches = args.events // args.batch
     frames = _frames(n_batches, args.batch)
     run_dir = Path(tempfile.mkdtemp()) / "bench_r1"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "yprov_daemon", "--run-dir", str(run_dir), "--node", "n0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ready = run_dir / "journal" / "sidecar-n0.json"
-    while not ready.exists():
-        time.sleep(0.01)
-    endpoint = json.loads(ready.read_text())["endpoint"]
+    proc, endpoint = start_sidecar(run_dir, "n0")
     dt = _pump(endpoint, frames, args.window)
     proc.terminate()
     proc.wait()

@@ -50,11 +50,9 @@ def test_two_process_fit_records_every_rank(tmp_path: Path) -> None:
     assert entity(rank0, "run:rank0.model.checkpoint.v2")["yprov:step"] == 20
 
 
-def test_logger_records_into_an_explicit_run_and_leaves_it_open(save_dir: Path) -> None:
-    """With start_run called first, the logger uses that run and finalize does not end it."""
-    run = start(save_dir, "explicit")
-    logger = prov4ml.ProvLightningLogger()
-    trainer = L.Trainer(
+def _one_epoch_trainer(logger: prov4ml.ProvLightningLogger) -> L.Trainer:
+    """A quiet 1-epoch CPU trainer that logs every step."""
+    return L.Trainer(
         max_epochs=1,
         accelerator="cpu",
         devices=1,
@@ -64,6 +62,13 @@ def test_logger_records_into_an_explicit_run_and_leaves_it_open(save_dir: Path) 
         enable_model_summary=False,
         enable_checkpointing=False,
     )
+
+
+def test_logger_records_into_an_explicit_run_and_leaves_it_open(save_dir: Path) -> None:
+    """With start_run called first, the logger uses that run and finalize does not end it."""
+    run = start(save_dir, "explicit")
+    logger = prov4ml.ProvLightningLogger()
+    trainer = _one_epoch_trainer(logger)
     trainer.fit(
         LitMNIST(hidden=8),
         DataLoader(SyntheticMNIST(64), batch_size=32),
@@ -88,16 +93,7 @@ def test_failed_fit_ends_the_run_as_failed(save_dir: Path) -> None:
             return super().training_step(batch, batch_idx)
 
     logger = prov4ml.ProvLightningLogger("www.example.org", "boom", save_dir, handle_sigterm=False)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=logger,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = _one_epoch_trainer(logger)
     with contextlib.suppress(RuntimeError):  # Lightning re-raises the training error
         trainer.fit(Boom(hidden=8), DataLoader(SyntheticMNIST(128), batch_size=32))
     assert prov4ml.active_run() is None
