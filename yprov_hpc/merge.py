@@ -250,6 +250,11 @@ def _merge_rank(job: _RankJob) -> _RankOutcome:
     if delivery.gaps or delivery.missing_at_end:
         lost = sum(b - a + 1 for _, a, b in delivery.gaps) + delivery.missing_at_end
         problems.append(f"rank {job.rank}: {lost} events missing (gaps {delivery.gaps[:5]})")
+    if fold.unknown_kinds:
+        problems.append(
+            f"rank {job.rank}: events of kinds this yprov-hpc does not know were left out "
+            f"(a newer version wrote them; merge with it): {fold.unknown_kinds}"
+        )
     if not fold.status and not job.done:
         problems.append(f"rank {job.rank}: no end_run recorded (killed?); kept all events received")
     return _RankOutcome(job.rank, document, delivery, _slim(fold), problems, scratch.malformed_frames)
@@ -420,8 +425,14 @@ def _write_collection(
             "yprov:launcher": info.get("launcher"),
             "yprov:parent_run": info.get("parent_run"),
             "yprov:slurm_job_id": run_id[5:].split(".")[0] if run_id.startswith("slurm") else None,
-            "yprov:slurm_step_ids": sorted({str(f.start["slurm_step_id"]) for f in folds.values()
-                                           if f.start.get("slurm_step_id") not in (None, "")}) or None,
+            "yprov:slurm_step_ids": sorted(
+                {
+                    str(f.start["slurm_step_id"])
+                    for f in folds.values()
+                    if f.start.get("slurm_step_id") not in (None, "")
+                }
+            )
+            or None,
         },
     )
     parent = str(info.get("parent_run") or "")

@@ -43,7 +43,7 @@ class RankFold:
     marks: list[tuple[str, str | None, int | None, int]] = field(default_factory=list)
     hellos: int = 0
     byes: int = 0
-    other_events: dict[int, list[list[Any]]] = field(default_factory=dict)
+    unknown_kinds: dict[int, int] = field(default_factory=dict)  # kind -> count (a newer writer's)
     events: int = 0
 
     def _touch_context(self, ctx: str | None, ts: int) -> None:
@@ -64,7 +64,7 @@ class RankFold:
         self.columns.add(kind, name, ctx, step, value, ts)
 
     def add(self, ev: list[Any]) -> None:
-        """Fold one event (unknown kinds are kept for later schema versions, not dropped)."""
+        """Fold one event; kinds this version does not know are counted and reported."""
         self.events += 1
         kind = ev[0]
         ts = ev[1] if len(ev) > 1 and isinstance(ev[1], int) else 0
@@ -105,7 +105,7 @@ class RankFold:
         elif kind == Kind.BYE:
             self.byes += 1
         else:
-            self.other_events.setdefault(kind, []).append(ev)
+            self.unknown_kinds[kind] = self.unknown_kinds.get(kind, 0) + 1
 
 
 @dataclass

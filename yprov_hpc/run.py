@@ -478,11 +478,6 @@ class Run:
         ctx = None if context is None else context_value(context)
         self._buffer.append((int(Kind.DATASET), _time_ns(), label, ctx, pytorch.dataset_info(dataset)))
 
-    def log_event(self, kind: Kind, *fields: Any) -> None:
-        """Append an event of another kind (used by the framework integrations)."""
-        self._check(f"log_{kind.name.lower()}")
-        self._buffer.append((int(kind), _time_ns(), *fields))
-
     # --- the end ---------------------------------------------------------------------------
     def end_run(
         self, create_graph: bool = False, create_svg: bool = False, status: RunStatus = "finished"

@@ -132,3 +132,16 @@ def test_values_are_kept_faithfully(save_dir: Path) -> None:
     assert loss["yprov:max"] == math.inf and loss["yprov:min"] == 1.0 and loss["yprov:last"] == 7.0
     assert (loss["yprov:first_step"], loss["yprov:last_step"]) == (0, 3)
     assert run.run_dir == report.run_dir
+
+
+def test_a_full_buffer_spills_instead_of_growing(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past YPROV_MAX_BUFFER_EVENTS the logging call spills the buffer itself; nothing is lost."""
+    monkeypatch.setenv("YPROV_MAX_BUFFER_EVENTS", "50")
+    monkeypatch.setenv("YPROV_FLUSH_INTERVAL_S", "1000")  # the sender would not ship in time
+    monkeypatch.setenv("YPROV_BATCH_EVENTS", "1000000")
+    start(save_dir, sidecar="off")
+    for i in range(5000):
+        prov4ml.log_metric("loss", float(i), step=i)
+    report = prov4ml.end_run()
+    assert report.delivery.buffer_overflows > 0
+    assert entity(load(report.documents[0]), "run:rank0.metric.loss.run")["yprov:count"] == 5000

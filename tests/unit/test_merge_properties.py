@@ -172,3 +172,14 @@ def test_parallel_merge_writes_what_a_sequential_one_does(tmp_path: Path) -> Non
         "prov_e_rank0.dot",
         "prov_e_rank1.dot",
     ]
+
+
+def test_unknown_event_kinds_are_reported_not_silently_dropped(tmp_path: Path) -> None:
+    """A batch with an event kind from a newer writer: the merge says so, and keeps the rest."""
+    frames = _rank_batches(0, 5, 100)
+    frames.append(encode_batch("r1", 0, "n0", 11, 8, [(99, T0, "from the future")], T0))
+    root = tmp_path / "e_r1"
+    _write_journals(root, frames, 1)
+    result = merge_run(root, create_svg=False)
+    assert any("does not know" in p and "99" in p for p in result.problems)
+    assert "does not know" in result.collection.read_text()  # type: ignore[union-attr]
