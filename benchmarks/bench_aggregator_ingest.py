@@ -16,8 +16,8 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from yprov_daemon.aggregator import FORWARD
 
+from yprov_daemon.aggregator import FORWARD
 from yprov_hpc.codec import encode_batch
 from yprov_hpc.keys import client_keys
 from yprov_hpc.layout import RunLayout

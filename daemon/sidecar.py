@@ -71,6 +71,7 @@ class SidecarStats:
     malformed: int = 0
     bytes_journaled: int = 0
     samples: int = 0
+    journal_failures: int = 0
 
 
 @dataclass
@@ -264,8 +265,12 @@ class Sidecar:
             run_id, NODE_RANK, self.settings.node, self._stream, self._seq, events, time.time_ns()
         )
         self._seq += len(events)
-        journal.append(header, body)
-        journal.flush()
+        try:
+            journal.append(header, body)
+            journal.flush()
+        except OSError as exc:
+            self._journal_failed(exc)
+            return
         self.stats.samples += len(events)
         if self._forwarder is not None:
             self._forwarder.submit(header, body)
@@ -297,11 +302,25 @@ class Sidecar:
                 acks.append(accepted)
         if not acks:
             return
-        journal.flush()
+        try:
+            journal.flush()
+        except OSError as exc:  # a full disk: no ack, so the ranks resend and then spill to their spools
+            self._journal_failed(exc)
+            return
         for identity, ack_bytes in acks:
             # if the ack cannot go out, the rank resends or spills; the batch is journaled anyway
             with contextlib.suppress(zmq.ZMQError):
                 sock.send_multipart([identity, ack_bytes], flags=zmq.NOBLOCK)
+
+    def _journal_failed(self, exc: OSError) -> None:
+        """The journal cannot be written (a full disk): say so loudly once, ack nothing, go on."""
+        self.stats.journal_failures += 1
+        if self.stats.journal_failures == 1:
+            log.error(
+                "cannot write the journal (%s): not acking; the ranks keep their batches and spill "
+                "them to their own spools; node samples are lost until this clears",
+                exc,
+            )
 
     def _accept(self, frames: list[bytes], journal: JournalWriter) -> tuple[bytes, bytes] | None:
         if len(frames) != 3:
@@ -317,7 +336,11 @@ class Sidecar:
             if self.stats.malformed <= 3:
                 log.warning("dropped a malformed message: %s", exc.reason)
             return None
-        journal.append(header_bytes, body_bytes)
+        try:
+            journal.append(header_bytes, body_bytes)
+        except OSError as exc:
+            self._journal_failed(exc)
+            return None
         if self._forwarder is not None:
             self._forwarder.submit(header_bytes, body_bytes)  # sent now; acked (or resent) later
         self.stats.batches += 1

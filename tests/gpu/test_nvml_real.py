@@ -18,10 +18,9 @@ except pynvml.NVMLError as exc:  # no driver, no device
 if GPUS == 0:
     pytest.skip("NVML found no GPU", allow_module_level=True)
 
-from yprov_daemon.samplers import NvmlSampler  # noqa: E402
-
 import yprov_hpc as prov4ml  # noqa: E402
 from tests.conftest import entity, literal, load, start  # noqa: E402
+from yprov_daemon.samplers import NvmlSampler  # noqa: E402
 
 
 def test_real_nvml_sampler_reads_every_gpu() -> None:

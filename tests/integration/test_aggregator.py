@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from yprov_daemon.aggregator import FORWARD
 
 import yprov_hpc as prov4ml
 from tests.conftest import PYTHON, entity, load, python_env
+from yprov_daemon.aggregator import FORWARD
 from yprov_hpc.codec import encode_batch
 from yprov_hpc.journal import read_frames
 from yprov_hpc.keys import server_keys

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from yprov_daemon.samplers import NvmlSampler, RaplSampler, SamplerThread, SamplerUnavailable, SystemSampler
 
 from tests.fakes import fake_nvml
 from tests.fakes.powercap import MAX_RANGE_UJ, make_tree, set_uj
+from yprov_daemon.samplers import NvmlSampler, RaplSampler, SamplerThread, SamplerUnavailable, SystemSampler
 
 
 def test_rapl_energy_is_cumulative_across_a_wrap(tmp_path: Path) -> None:
