@@ -233,3 +233,33 @@ def test_torchrun_style_workers_share_one_run(tmp_path: Path) -> None:
     (run_dir,) = (tmp_path / "prov").iterdir()
     assert len(load(run_dir / "prov_elastic_collection.json")["hadMember"]) == 4
     assert len(list((run_dir / "journal").glob("node-*.journal"))) == 1
+
+
+_NO_END = """
+import sys, yprov_hpc as prov4ml
+prov4ml.start_run("www.example.org", "noend", sys.argv[1])
+for i in range(500):
+    prov4ml.log_metric("loss", float(i), step=i)
+if sys.argv[2] == "raise":
+    raise RuntimeError("training crashed")
+"""
+
+
+def test_forgetting_end_run_or_crashing_keeps_everything(tmp_path: Path) -> None:
+    """A script that never calls end_run, or dies of an exception, still gets its documents at exit."""
+    script = tmp_path / "noend.py"
+    script.write_text(_NO_END)
+    for mode, status, code in (("exit", "exited without end_run", 0), ("raise", "failed", 1)):
+        save = tmp_path / mode
+        out = subprocess.run(
+            [PYTHON, str(script), str(save), mode],
+            env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == code, out.stderr
+        (doc_path,) = save.glob("*/prov_noend_rank0.json")
+        doc = load(doc_path)
+        assert entity(doc, "run:rank0.metric.loss.run")["yprov:count"] == 500
+        assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == status
