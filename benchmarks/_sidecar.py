@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -33,3 +34,19 @@ def start_sidecar(
             raise RuntimeError(f"sidecar {node} did not start (exit {proc.poll()})")
         time.sleep(0.01)
     return proc, str(json.loads(ready.read_text())["endpoint"])
+
+
+def pump(sock: Any, messages: list[list[bytes]], window: int) -> float:
+    """Send ``messages`` with at most ``window`` unacked, count one ack per message; seconds taken."""
+    sent = acked = 0
+    t0 = time.perf_counter()
+    while acked < len(messages):
+        while sent < len(messages) and sent - acked < window:
+            sock.send_multipart(messages[sent])
+            sent += 1
+        sock.recv()
+        acked += 1
+        while sock.poll(0):
+            sock.recv()
+            acked += 1
+    return time.perf_counter() - t0

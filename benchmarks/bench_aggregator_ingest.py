@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import zmq
@@ -23,7 +22,7 @@ from yprov_hpc.keys import client_keys
 from yprov_hpc.layout import RunLayout
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sidecar import free_port, start_sidecar
+from _sidecar import free_port, pump, start_sidecar
 
 
 def main() -> None:
@@ -43,18 +42,8 @@ def main() -> None:
     n = args.events // args.batch
     events = [(4, 1_780_000_000_000_000_000 + i, "loss", 0.5, "training", i) for i in range(args.batch)]
     frames = [encode_batch("r1", 0, "n1", 1, i * args.batch, events, 0) for i in range(n)]
-    sent = acked = 0
-    t0 = time.perf_counter()
-    while acked < n:
-        while sent < n and sent - acked < args.window:
-            sock.send_multipart([FORWARD, b"n1", *frames[sent], sent.to_bytes(8, "little")])
-            sent += 1
-        sock.recv()
-        acked += 1
-        while sock.poll(0):
-            sock.recv()
-            acked += 1
-    dt = time.perf_counter() - t0
+    messages = [[FORWARD, b"n1", *frames[i], i.to_bytes(8, "little")] for i in range(n)]
+    dt = pump(sock, messages, args.window)
     sock.close()
     proc.terminate()
     proc.wait()

@@ -14,7 +14,6 @@ import json
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import zmq
@@ -22,7 +21,7 @@ import zmq
 from yprov_hpc.codec import encode_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sidecar import start_sidecar
+from _sidecar import pump, start_sidecar
 
 
 def _frames(n_batches: int, batch: int) -> list[tuple[bytes, bytes]]:
@@ -34,18 +33,7 @@ def _pump(endpoint: str, frames: list[tuple[bytes, bytes]], window: int) -> floa
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
-    sent = acked = 0
-    t0 = time.perf_counter()
-    while acked < len(frames):
-        while sent < len(frames) and sent - acked < window:
-            sock.send_multipart(frames[sent])
-            sent += 1
-        sock.recv()
-        acked += 1
-        while sock.poll(0):
-            sock.recv()
-            acked += 1
-    dt = time.perf_counter() - t0
+    dt = pump(sock, [list(f) for f in frames], window)
     sock.close()
     return dt
 

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import environment
 from .config import ENV_RUN_ID, Config
 from .context import Context
 from .errors import (
@@ -172,6 +171,8 @@ class Run:
 
     def _emit_environment(self) -> None:
         """Runs on the sender thread: capture the environment without slowing training."""
+        from . import environment  # imported here: ~20 ms that `import yprov_hpc` need not pay
+
         try:
             info = environment.capture(self.placement)
         except Exception as exc:  # best effort: a broken probe must not stop delivery
