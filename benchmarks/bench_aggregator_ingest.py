@@ -17,9 +17,9 @@ import zmq
 import zmq.auth
 
 from yprov_daemon.aggregator import FORWARD
-from yprov_hpc.codec import encode_batch
-from yprov_hpc.keys import client_keys
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.keys import client_keys
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.wire.codec import encode_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sidecar import free_port, pump, start_sidecar

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import zmq
 
-from yprov_hpc.codec import encode_batch
-from yprov_hpc.keys import make_keys
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.keys import make_keys
+from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.merge import merge_run
+from yprov_hpc.wire.codec import encode_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sidecar import free_port, start_sidecar

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yprov_hpc.codec import encode_batch
-from yprov_hpc.journal import JournalWriter
 from yprov_hpc.merge import merge_run
+from yprov_hpc.wire.codec import encode_batch
+from yprov_hpc.wire.journal import JournalWriter
 
 T0 = 1_780_000_000_000_000_000
 MS = 1_000_000

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.powercap import make_tree, set_uj  # noqa: E402
-from yprov_hpc.codec import encode_batch  # noqa: E402
+from yprov_hpc.wire.codec import encode_batch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sidecar import start_sidecar  # noqa: E402

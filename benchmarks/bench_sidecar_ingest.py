@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from yprov_hpc.codec import encode_batch
+from yprov_hpc.wire.codec import encode_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sidecar import pump, start_sidecar

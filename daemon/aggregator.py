@@ -21,11 +21,11 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from yprov_hpc.codec import decode_header
-from yprov_hpc.errors import DecodeError
-from yprov_hpc.journal import JournalWriter
-from yprov_hpc.keys import client_keys, keys_dir, server_keys
-from yprov_hpc.layout import RunLayout, safe_name
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.keys import client_keys, keys_dir, server_keys
+from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.wire.codec import decode_header
+from yprov_hpc.wire.journal import JournalWriter
 
 log = logging.getLogger("yprov_daemon")
 

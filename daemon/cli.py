@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from yprov_hpc.config import (
+from yprov_hpc.core.config import (
     ENV_AGGREGATE,
     ENV_FORWARD,
     ENV_NVML_MODULE,
@@ -16,8 +16,8 @@ from yprov_hpc.config import (
     ENV_SAMPLE_INTERVAL_S,
     ENV_SAMPLERS,
 )
-from yprov_hpc.layout import RunLayout
-from yprov_hpc.ranks import node_name
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.rank.discovery import node_name
 
 from .sidecar import Sidecar, SidecarSettings
 

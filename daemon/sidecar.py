@@ -25,12 +25,12 @@ from typing import Any
 import psutil
 import zmq
 
-from yprov_hpc.codec import decode_body, decode_header, encode_ack, encode_batch
-from yprov_hpc.errors import DecodeError
-from yprov_hpc.events import NODE_RANK, Kind
-from yprov_hpc.journal import JournalWriter
-from yprov_hpc.keys import keys_dir, make_keys
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.keys import keys_dir, make_keys
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.wire.codec import decode_body, decode_header, encode_ack, encode_batch
+from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.records import NODE_RANK, Kind
 
 from .aggregator import AggregatorEndpoint, Forwarder
 from .samplers import NvmlSampler, RaplSampler, Sampler, SamplerThread, SamplerUnavailable, SystemSampler

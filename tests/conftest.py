@@ -14,7 +14,7 @@ import pytest
 
 import yprov_hpc
 from yprov_hpc import api
-from yprov_hpc.validate import validate_file
+from yprov_hpc.prov.validate import validate_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import (
+from yprov_hpc.api import (
     active_run,
     end_run,
     get_run_dir,
@@ -31,8 +31,8 @@ from .api import (
     save_model_version,
     start_run,
 )
-from .context import Context
-from .errors import (
+from yprov_hpc.core.context import Context
+from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
     ConfigError,
     DecodeError,
@@ -44,7 +44,7 @@ from .errors import (
     RunAlreadyActiveError,
     YProvError,
 )
-from .run import Run, RunReport
+from yprov_hpc.rank.run import Run, RunReport
 
 __version__ = "0.1.0"
 
@@ -86,7 +86,7 @@ def __getattr__(name: str) -> Any:
     """``ProvLightningLogger`` is imported on first use: it needs Lightning, which
     ``import yprov_hpc`` must not load."""
     if name == "ProvLightningLogger":
-        from .lightning import ProvLightningLogger
+        from yprov_hpc.integrations.lightning import ProvLightningLogger
 
         return ProvLightningLogger
     raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")

@@ -17,11 +17,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import config as _config
-from .context import Context
-from .errors import NoActiveRunError, RunAlreadyActiveError
-from .ranks import discover, shared_run_key
-from .run import Run, RunReport, new_run_id
+from yprov_hpc.core import config as _config
+from yprov_hpc.core.context import Context
+from yprov_hpc.core.errors import NoActiveRunError, RunAlreadyActiveError
+from yprov_hpc.rank.discovery import discover, shared_run_key
+from yprov_hpc.rank.run import Run, RunReport, new_run_id
 
 log = logging.getLogger("yprov_hpc")
 

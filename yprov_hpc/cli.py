@@ -49,7 +49,7 @@ def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None) -> 
     Safe to re-run, and to run on partial data: missing ranks and lost events are reported
     here, in merge_report.json and in the collection document.
     """
-    from .merge import merge_run
+    from yprov_hpc.merge import merge_run
 
     result = merge_run(
         run_dir,
@@ -76,7 +76,7 @@ def validate(files: tuple[Path, ...]) -> None:
 
     Exits 1 if any file fails.
     """
-    from .validate import validate_file
+    from yprov_hpc.prov.validate import validate_file
 
     failed = 0
     for path in files:
@@ -96,8 +96,8 @@ def validate(files: tuple[Path, ...]) -> None:
 def keys(run_dir: Path) -> None:
     """Make the job's CURVE keys in RUN_DIR/journal/keys (0700), for the sidecars' links to the
     aggregator; existing keys are kept. Batch scripts run this before starting the sidecars."""
-    from .keys import make_keys
-    from .layout import RunLayout
+    from yprov_hpc.core.keys import make_keys
+    from yprov_hpc.core.layout import RunLayout
 
     layout = RunLayout.open(run_dir)
     layout.journal_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def report(run_dir: Path) -> None:
     """Write per-node energy reports (Markdown and HTML, with plots) and a job summary into
     RUN_DIR/report/: power per device, cumulative energy, utilisation, per-rank shares, totals,
     emissions and the method of every figure. Needs matplotlib (pip install 'yprov-hpc[report]')."""
-    from .report import write_report
+    from yprov_hpc.read.report import write_report
 
     try:
         result = write_report(run_dir)
@@ -136,7 +136,7 @@ def report(run_dir: Path) -> None:
 )
 def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
     """Draw PROV-JSON FILES as DOT (and SVG)."""
-    from .graph import write_graphs
+    from yprov_hpc.prov.graph import write_graphs
 
     problems_seen = 0
     for path in files:

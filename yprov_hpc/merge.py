@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 
-from .carbon import CarbonIntensity, carbon_intensity
-from .codec import decode_body, decode_header
-from .errors import DecodeError
-from .events import NODE_RANK, Kind
-from .hashing import sha256_file
-from .journal import ReadReport, read_frame_at, read_frames
-from .layout import RunLayout
-from .provmap import DocumentBuilder, ncname, qname, run_id_of
-from .rankdoc import RankDelivery, RankFold, write_rank
-from .telemetry import NodeTelemetry, mark_metrics, node_telemetry, rank_energy
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.hashing import sha256_file
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.fold.attribution import NodeTelemetry, mark_metrics, node_telemetry, rank_energy
+from yprov_hpc.fold.carbon import CarbonIntensity, carbon_intensity
+from yprov_hpc.prov.rankdoc import RankDelivery, RankFold, write_rank
+from yprov_hpc.prov.vocab import DocumentBuilder, ncname, qname, run_id_of
+from yprov_hpc.wire.codec import decode_body, decode_header
+from yprov_hpc.wire.journal import ReadReport, read_frame_at, read_frames
+from yprov_hpc.wire.records import NODE_RANK, Kind
 
 log = logging.getLogger("yprov_hpc")
 
@@ -261,7 +261,7 @@ def _merge_rank(job: _RankJob) -> _RankOutcome:
 
 
 def _graph_one(args: tuple[Path, Path, bool]) -> tuple[list[Path], list[str]]:
-    from .graph import write_graphs
+    from yprov_hpc.prov.graph import write_graphs
 
     document, out_dir, svg = args
     return write_graphs([document], out_dir, svg=svg)

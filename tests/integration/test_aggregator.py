@@ -18,11 +18,11 @@ import zmq.auth
 import yprov_hpc as prov4ml
 from tests.conftest import PYTHON, entity, load, python_env
 from yprov_daemon.aggregator import FORWARD
-from yprov_hpc.codec import encode_batch
-from yprov_hpc.journal import read_frames
-from yprov_hpc.keys import server_keys
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.keys import server_keys
+from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.merge import merge_run
+from yprov_hpc.wire.codec import encode_batch
+from yprov_hpc.wire.journal import read_frames
 
 
 def _free_port() -> int:

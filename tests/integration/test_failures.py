@@ -180,7 +180,7 @@ def test_ranks_racing_to_start_share_one_sidecar(tmp_path: Path) -> None:
 
 
 def _node() -> str:
-    from yprov_hpc.ranks import node_name
+    from yprov_hpc.rank.discovery import node_name
 
     return node_name({})
 

@@ -16,7 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 import yprov_hpc as prov4ml
 from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, run_example, start
-from yprov_hpc.provmap import run_id_of
+from yprov_hpc.prov.vocab import run_id_of
 
 sys.path.insert(0, str(ROOT / "examples"))
 from synthetic_mnist import Compose, MNISTModel, RandomNoise, SyntheticMNIST

@@ -15,9 +15,9 @@ import pytest
 import zmq
 
 from tests.conftest import PYTHON, python_env
-from yprov_hpc.codec import decode_ack, decode_header, encode_batch
-from yprov_hpc.events import NODE_RANK, BatchHeader
-from yprov_hpc.journal import read_frames
+from yprov_hpc.wire.codec import decode_ack, decode_header, encode_batch
+from yprov_hpc.wire.journal import read_frames
+from yprov_hpc.wire.records import NODE_RANK, BatchHeader
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yprov_hpc.codec import decode_ack, decode_body, decode_header, encode_ack, encode_batch
-from yprov_hpc.errors import DecodeError
-from yprov_hpc.events import SCHEMA_VERSION, Kind
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.wire.codec import decode_ack, decode_body, decode_header, encode_ack, encode_batch
+from yprov_hpc.wire.records import SCHEMA_VERSION, Kind
 
 
 def test_batch_round_trip_keeps_every_field() -> None:

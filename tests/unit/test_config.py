@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from yprov_hpc.config import ENV_BATCH_EVENTS, ENV_HANDLE_SIGTERM, ENV_SAVE_DIR, resolve
-from yprov_hpc.errors import ConfigError
+from yprov_hpc.core.config import ENV_BATCH_EVENTS, ENV_HANDLE_SIGTERM, ENV_SAVE_DIR, resolve
+from yprov_hpc.core.errors import ConfigError
 
 
 def test_precedence() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yprov_hpc.energy import build_node_energy, cumulative_from_power, interpolate, split_interval
+from yprov_hpc.fold.energy import build_node_energy, cumulative_from_power, interpolate, split_interval
 
 S = 1_000_000_000
 
@@ -100,7 +100,7 @@ def test_without_rapl_the_cpu_estimate_says_so() -> None:
 
 def test_gpu_of_rank_follows_the_rank_hints() -> None:
     """torch's current device wins over the local rank; CUDA_VISIBLE_DEVICES maps to NVML's numbering."""
-    from yprov_hpc.energy import gpu_of_rank
+    from yprov_hpc.fold.energy import gpu_of_rank
 
     assert gpu_of_rank({"local_rank": 2}) == "2"
     assert gpu_of_rank({"local_rank": 1, "cuda_visible_devices": "4,5,6,7"}) == "5"

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yprov_hpc.journal import MAGIC, JournalWriter, ReadReport, read_frame_at, read_frames
+from yprov_hpc.wire.journal import MAGIC, JournalWriter, ReadReport, read_frame_at, read_frames
 
 
 def _write(path: Path, frames: list[tuple[bytes, bytes]]) -> None:

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yprov_hpc.codec import decode_body, decode_header, encode_batch
-from yprov_hpc.events import Kind
-from yprov_hpc.journal import JournalWriter
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.merge import merge_run
+from yprov_hpc.wire.codec import decode_body, decode_header, encode_batch
+from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.records import Kind
 
 T0 = 1_780_000_000_000_000_000
 
@@ -98,7 +98,7 @@ def test_order_and_duplicates_do_not_change_the_result(
 
 
 def _events_in(frames: list[tuple[bytes, bytes]]) -> int:
-    from yprov_hpc.codec import decode_header
+    from yprov_hpc.wire.codec import decode_header
 
     return sum(decode_header(h).n_events for h, _ in frames)
 

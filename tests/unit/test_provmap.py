@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from yprov_hpc.context import Context
-from yprov_hpc.provmap import namespace_uri, ncname, typed
+from yprov_hpc.core.context import Context
+from yprov_hpc.prov.vocab import namespace_uri, ncname, typed
 
 _NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 

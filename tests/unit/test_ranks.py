@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yprov_hpc.ranks import Placement, discover, shared_run_key
+from yprov_hpc.rank.discovery import Placement, discover, shared_run_key
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +88,6 @@ def test_shared_run_key() -> None:
 )
 def test_local_world_size(env: dict[str, str], expected: int | None) -> None:
     """Ranks per node, so that a node's sidecar knows when its last rank has ended."""
-    from yprov_hpc.ranks import local_world_size
+    from yprov_hpc.rank.discovery import local_world_size
 
     assert local_world_size(env, 8) == expected

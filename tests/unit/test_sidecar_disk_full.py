@@ -8,9 +8,9 @@ from pathlib import Path
 import zmq
 
 from yprov_daemon.sidecar import Sidecar, SidecarSettings
-from yprov_hpc.codec import encode_batch
-from yprov_hpc.journal import JournalWriter
-from yprov_hpc.layout import RunLayout
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.wire.codec import encode_batch
+from yprov_hpc.wire.journal import JournalWriter
 
 
 class _FullDisk(JournalWriter):

@@ -122,7 +122,7 @@ def layer_table(model: nn.Module, sample_input: Any = None) -> list[dict[str, An
 
 def save_checkpoint(model: nn.Module | Mapping[str, Any], path: Path) -> tuple[str, str, int]:
     """Save a state_dict to ``path``; return (file sha256, weights fingerprint, size)."""
-    from ..hashing import sha256_file
+    from yprov_hpc.core.hashing import sha256_file
 
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .codec import decode_ack, encode_batch
-from .errors import DecodeError
-from .events import Event
-from .journal import JournalWriter
-from .layout import RunLayout
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.wire.codec import decode_ack, encode_batch
+from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.records import Event
 
 log = logging.getLogger("yprov_hpc")
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from .layout import RunLayout
+from yprov_hpc.core.layout import RunLayout
 
 log = logging.getLogger("yprov_hpc")
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import orjson
 
-from .events import Kind
-from .hashing import sha256_file
-from .layout import RunLayout
-from .provmap import DocumentBuilder, qname, run_id_of, time_literal
-from .series import SeriesColumns, build_table, context_spans, summarize, write_series
+from yprov_hpc.wire.records import Kind
+from yprov_hpc.core.hashing import sha256_file
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.prov.vocab import DocumentBuilder, qname, run_id_of, time_literal
+from yprov_hpc.fold.series import SeriesColumns, build_table, context_spans, summarize, write_series
 
 _METRIC = int(Kind.METRIC)
 _EXEC = int(Kind.EXEC_TIME)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from yprov_hpc.core.errors import ConfigError
 
 # --- environment variables (documented in docs/configuration.md) ---------------------------
 ENV_SAVE_DIR = "YPROV_SAVE_DIR"

@@ -24,10 +24,10 @@ from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 
-from . import api
-from .context import Context
-from .errors import ParamConflictError
-from .run import Run
+from yprov_hpc import api
+from yprov_hpc.core.context import Context
+from yprov_hpc.core.errors import ParamConflictError
+from yprov_hpc.rank.run import Run
 
 log = logging.getLogger("yprov_hpc")
 

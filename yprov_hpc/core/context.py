@@ -28,7 +28,7 @@ class Context(str):
         if isinstance(name, Context):
             return name
         if not isinstance(name, str) or not _NAME.match(name):
-            from .errors import InvalidKeyError
+            from yprov_hpc.core.errors import InvalidKeyError
 
             raise InvalidKeyError("Context", name)
         return super().__new__(cls, name.lower())

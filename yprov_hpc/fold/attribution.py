@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .carbon import CarbonIntensity, cpu_tdp_w
-from .energy import NodeEnergy, build_node_energy
-from .hashing import sha256_file
+from yprov_hpc.core.hashing import sha256_file
+from yprov_hpc.fold.carbon import CarbonIntensity, cpu_tdp_w
+from yprov_hpc.fold.energy import NodeEnergy, build_node_energy
 
 J_PER_KWH = 3.6e6
 
@@ -171,7 +171,7 @@ def rank_energy(
     e = node.energy
 
     def at(series: list[float] | None, t: int) -> float:
-        from .energy import interpolate
+        from yprov_hpc.fold.energy import interpolate
 
         return interpolate(e.times, series, t) if series else 0.0
 

@@ -11,8 +11,16 @@ from typing import Any
 
 import msgpack
 
-from .errors import DecodeError
-from .events import MSG_ACK, MSG_BATCH, NODE_RANK, SCHEMA_VERSION, SUPPORTED_VERSIONS, BatchHeader, Event
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.wire.records import (
+    MSG_ACK,
+    MSG_BATCH,
+    NODE_RANK,
+    SCHEMA_VERSION,
+    SUPPORTED_VERSIONS,
+    BatchHeader,
+    Event,
+)
 
 __all__ = ["decode_ack", "decode_body", "decode_header", "encode_ack", "encode_batch"]
 

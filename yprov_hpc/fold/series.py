@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .hashing import sha256_file
+from yprov_hpc.core.hashing import sha256_file
 
 
 class SeriesColumns:

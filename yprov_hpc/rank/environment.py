@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .ranks import Placement
+from yprov_hpc.rank.discovery import Placement
 
 KEY_PACKAGES = (
     "yprov-hpc",

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ENV_CARBON_INTENSITY, ENV_CARBON_REGION, ENV_CPU_TDP_W
-from .errors import ConfigError
+from yprov_hpc.core.config import ENV_CARBON_INTENSITY, ENV_CARBON_REGION, ENV_CPU_TDP_W
+from yprov_hpc.core.errors import ConfigError
 
 WORLD_AVERAGE_G_PER_KWH = 475.0  # codecarbon's default when the location is unknown
 

@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import ENV_RUN_ID, Config
-from .context import Context
-from .errors import (
+from yprov_hpc.core.config import ENV_RUN_ID, Config
+from yprov_hpc.core.context import Context
+from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
     ConfigError,
     InvalidArgumentError,
@@ -30,13 +30,13 @@ from .errors import (
     NoActiveRunError,
     ParamConflictError,
 )
-from .events import Kind
-from .hashing import sha256_path
-from .layout import RunLayout, safe_name
-from .ranks import Placement
-from .transport import Sender, SenderStats
-from .values import PLAIN_CONTEXTS as _plain_contexts
-from .values import context_value, metric_value, param_value, same_param, step_value
+from yprov_hpc.core.hashing import sha256_path
+from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.rank.discovery import Placement
+from yprov_hpc.rank.sender import Sender, SenderStats
+from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
+from yprov_hpc.rank.values import context_value, metric_value, param_value, same_param, step_value
+from yprov_hpc.wire.records import Kind
 
 log = logging.getLogger("yprov_hpc")
 
@@ -119,7 +119,7 @@ class Run:
 
     # --- wiring ----------------------------------------------------------------------------
     def _new_sender(self) -> Sender:
-        from .sidecar_client import locate_or_start
+        from yprov_hpc.rank.sidecar_client import locate_or_start
 
         node = self.placement.node
         sidecar = self.config.sidecar
@@ -171,7 +171,7 @@ class Run:
 
     def _emit_environment(self) -> None:
         """Runs on the sender thread: capture the environment without slowing training."""
-        from . import environment  # imported here: ~20 ms that `import yprov_hpc` need not pay
+        from yprov_hpc.rank import environment  # imported here: ~20 ms that `import yprov_hpc` need not pay
 
         try:
             info = environment.capture(self.placement)
@@ -375,7 +375,7 @@ class Run:
             label, module = model, model_label
         else:
             raise InvalidArgumentError("log_model", "model_label", model_label, "a str label")
-        from .integrations import pytorch
+        from yprov_hpc.integrations import pytorch
 
         if not pytorch.is_module(module):
             raise InvalidArgumentError("log_model", "model", module, "a torch.nn.Module")
@@ -418,7 +418,7 @@ class Run:
         self._check("save_model_version")
         if type(model_name) is not str or not model_name:
             raise InvalidKeyError("save_model_version", model_name)
-        from .integrations import pytorch
+        from yprov_hpc.integrations import pytorch
 
         if not (pytorch.is_module(model) or isinstance(model, Mapping)):
             expected = "a torch.nn.Module or a state_dict"
@@ -474,7 +474,7 @@ class Run:
         self._check("log_dataset")
         if type(label) is not str or not label:
             raise InvalidKeyError("log_dataset", label)
-        from .integrations import pytorch
+        from yprov_hpc.integrations import pytorch
 
         ctx = None if context is None else context_value(context)
         self._buffer.append((int(Kind.DATASET), _time_ns(), label, ctx, pytorch.dataset_info(dataset)))
@@ -505,7 +505,7 @@ class Run:
             )
         self._write_done(status, end_ns, stats, create_graph, create_svg)
         if self.config.auto_merge:
-            from .merge import merge_if_complete
+            from yprov_hpc.merge import merge_if_complete
 
             try:
                 result = merge_if_complete(self.layout, self.placement.world_size)

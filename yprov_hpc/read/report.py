@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layout import RunLayout, safe_name
-from .telemetry import J_PER_KWH, NodeTelemetry
+from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.fold.attribution import J_PER_KWH, NodeTelemetry
 
 S = 1e9
 
@@ -160,7 +160,7 @@ def _rank_rows(node: NodeTelemetry) -> list[tuple[int, float, float, float]]:
 
 def write_report(run_dir: Path) -> ReportResult:
     """Write report/<node>.md and .html for each node, and report/index.md and .html."""
-    from .merge import load_nodes
+    from yprov_hpc.merge import load_nodes
 
     layout = RunLayout.open(run_dir)
     nodes, carbon = load_nodes(run_dir)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .layout import RunLayout
+from yprov_hpc.core.layout import RunLayout
 
 SERVER = "aggregator"
 CLIENT = "sidecar"

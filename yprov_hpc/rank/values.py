@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from .context import Context
-from .errors import InvalidArgumentError, MetricValueError
+from yprov_hpc.core.context import Context
+from yprov_hpc.core.errors import InvalidArgumentError, MetricValueError
 
 # Context name -> its plain, interned str. Events store plain strs: a Context (a heap type)
 # is tracked by the garbage collector, and a tuple holding one can never be untracked, so a
