@@ -43,20 +43,35 @@ def sidecar(args: tuple[str, ...]) -> None:
     default=None,
     help="Worker processes for the ranks [default: one per CPU core].",
 )
-def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None) -> None:
+@click.option(
+    "--if-stale",
+    is_flag=True,
+    help="Do nothing if the journals are unchanged since the last recorded merge.",
+)
+def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None, if_stale: bool) -> None:
     """Merge RUN_DIR's journals and spools into per-rank PROV-JSON and the collection.
 
     Safe to re-run, and to run on partial data: missing ranks and lost events are reported
-    here, in merge_report.json and in the collection document.
+    here, in merge_report.json and in the collection document. Merges of one run take turns
+    (a lock in the run's journal directory), so the last one to finish read the most.
     """
-    from yprov_hpc.merge import merge_run
+    from yprov_hpc.finalize import final_merge
 
-    result = merge_run(
+    outcome = final_merge(
         run_dir,
+        by="yprov merge",
+        if_stale=if_stale,
         create_svg=svg,
         progress=not quiet and sys.stderr.isatty(),
         workers=workers or os.cpu_count() or 1,
     )
+    if outcome.skipped:
+        if not quiet:
+            gen = outcome.state.generation if outcome.state is not None else 0
+            click.echo(f"{run_dir}: already merged from these journals (generation {gen})")
+        sys.exit(0)
+    result = outcome.result
+    assert result is not None
     for problem in result.problems:
         click.secho(f"problem: {problem}", fg="yellow", err=True)
     if not quiet:

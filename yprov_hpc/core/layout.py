@@ -75,6 +75,21 @@ class RunLayout:
     def merge_claim(self) -> Path:
         return self.journal_dir / "merge.claim"
 
+    @property
+    def merge_lock(self) -> Path:
+        """flock'ed by whoever merges: merges of one run never overlap."""
+        return self.journal_dir / "merge.lock"
+
+    @property
+    def merge_state(self) -> Path:
+        """What the last completed merge read and wrote (see ``core.merge_state``)."""
+        return self.journal_dir / "merge.state.json"
+
+    @property
+    def job_end(self) -> Path:
+        """How a batch job ended (written by the Slurm batch script)."""
+        return self.journal_dir / "job.end"
+
     def ipc_endpoint(self, node: str) -> str:
         """The sidecar's ipc endpoint: in the private journal dir, or a private tmp dir if too long."""
         path = self.journal_dir / f"sidecar-{safe_name(node)}.sock"

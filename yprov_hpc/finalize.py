@@ -1,0 +1,116 @@
+"""The one way a run's final output is written: a merge under the run's merge lock.
+
+Whoever merges (the embedded sidecar after the last rank's bye, the Slurm batch script, the
+dependent merge job, the last rank's detached merge process, or a user's ``yprov merge``) goes
+through ``final_merge``. It holds an exclusive ``flock`` on ``journal/merge.lock`` for the whole
+merge, so merges of one run never overlap; a merge that waited for the lock reads the journals
+after the one before it finished, so an older merge can never write last. Each completed merge
+is recorded in ``journal/merge.state.json`` with the snapshot of the journals it read; with
+``if_stale=True`` a merger whose journals are unchanged since that merge does nothing.
+
+``python -m yprov_hpc.finalize RUN_DIR --by WHO`` runs it as its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.merge_state import MergeState, journal_snapshot, read_merge_state, write_merge_state
+from yprov_hpc.merge import MergeResult, merge_run
+
+__all__ = ["FinalMerge", "MergeLockTimeout", "final_merge"]
+
+
+class MergeLockTimeout(TimeoutError):
+    """Another merge of the run held the lock for longer than the caller would wait."""
+
+
+@dataclass
+class FinalMerge:
+    """What ``final_merge`` did: the merge's result (None when skipped) and the recorded state."""
+
+    result: MergeResult | None
+    state: MergeState | None
+    skipped: bool
+
+
+def _lock(path: Path, timeout_s: float | None) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if deadline is not None and time.monotonic() >= deadline:
+                os.close(fd)
+                raise MergeLockTimeout(f"{path} stayed locked for {timeout_s} s") from None
+            time.sleep(0.02)
+
+
+def final_merge(
+    run_dir: Path,
+    *,
+    by: str,
+    if_stale: bool = False,
+    workers: int = 1,
+    create_svg: bool | None = None,
+    progress: bool = False,
+    lock_timeout_s: float | None = None,
+) -> FinalMerge:
+    """Merge ``run_dir`` under its merge lock and record the merge; see the module docstring."""
+    layout = RunLayout.open(run_dir)
+    if not layout.journal_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
+    fd = _lock(layout.merge_lock, lock_timeout_s)
+    try:
+        previous = read_merge_state(layout)
+        snapshot = journal_snapshot(layout)
+        if if_stale and previous is not None and previous.ok and previous.snapshot == snapshot:
+            return FinalMerge(None, previous, skipped=True)
+        started = time.time_ns()
+        result = merge_run(layout.root, create_svg=create_svg, progress=progress, workers=workers)
+        state = MergeState(
+            generation=(previous.generation if previous is not None else 0) + 1,
+            snapshot=snapshot,
+            by=by,
+            pid=os.getpid(),
+            started_ts_ns=started,
+            finished_ts_ns=time.time_ns(),
+            seconds=round(result.seconds, 3),
+            ranks=len(result.documents),
+            events=sum(d.events for d in result.ranks.values()),
+            ok=result.collection is not None,
+            collection=result.collection.name if result.collection is not None else None,
+            problems=tuple(result.problems),
+        )
+        write_merge_state(layout, state)
+        return FinalMerge(result, state, skipped=False)
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m yprov_hpc.finalize RUN_DIR --by WHO [--if-stale]``: one merge, as a process."""
+    parser = argparse.ArgumentParser(prog="python -m yprov_hpc.finalize")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--by", default="merge process")
+    parser.add_argument("--if-stale", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        outcome = final_merge(args.run_dir, by=args.by, if_stale=args.if_stale)
+    except (OSError, MergeLockTimeout) as exc:
+        print(f"yprov: merge of {args.run_dir} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0 if outcome.state is not None and outcome.state.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
