@@ -1,4 +1,4 @@
-"""The one codec: msgpack bytes <-> batches and acks, with version checks.
+"""The one codec: msgpack bytes <-> batches and replies (acks, refusals), with version checks.
 
 Decoding never trusts its input: garbage, unknown versions and wrong shapes raise
 ``DecodeError``; nothing else escapes.
@@ -13,19 +13,37 @@ import msgpack
 
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.wire.records import (
+    INT64_MAX,
+    MAX_NAME_CHARS,
+    MAX_RANK,
     MSG_ACK,
     MSG_BATCH,
+    MSG_NACK,
     NODE_RANK,
     SCHEMA_VERSION,
     SUPPORTED_VERSIONS,
     BatchHeader,
     Event,
+    Reply,
 )
 
-__all__ = ["decode_ack", "decode_body", "decode_header", "encode_ack", "encode_batch"]
+__all__ = [
+    "MAX_BATCH_EVENTS",
+    "MAX_MESSAGE_BYTES",
+    "decode_ack",
+    "decode_body",
+    "decode_header",
+    "decode_reply",
+    "encode_ack",
+    "encode_batch",
+    "encode_nack",
+]
 
 _HEADER_LEN = 9
 _MAX_HEADER_BYTES = 4096
+MAX_BATCH_EVENTS = 1 << 16  # events in one batch
+MAX_MESSAGE_BYTES = 64 << 20  # one batch body; the sidecar's socket refuses larger messages
+_MAX_REASON_CHARS = 500
 
 
 def encode_batch(
@@ -71,8 +89,16 @@ def decode_header(data: bytes) -> BatchHeader:
     if not (isinstance(run_id, str) and isinstance(node, str)) or not all(type(i) is int for i in ints):
         raise DecodeError("batch header fields have wrong types")
     min_rank = NODE_RANK if version >= 2 else 0
-    if rank < min_rank or seq_start < 0 or n_events < 1:
+    if (
+        not min_rank <= rank <= MAX_RANK
+        or not 0 <= stream <= INT64_MAX
+        or not 0 <= seq_start <= INT64_MAX - MAX_BATCH_EVENTS
+        or not 1 <= n_events <= MAX_BATCH_EVENTS
+        or not 0 <= sent <= INT64_MAX
+    ):
         raise DecodeError(f"batch header out of range (rank={rank}, seq={seq_start}, n={n_events})")
+    if not run_id or len(run_id) > MAX_NAME_CHARS or not node or len(node) > MAX_NAME_CHARS:
+        raise DecodeError("batch header run id or node is empty or too long")
     return BatchHeader(version, run_id, rank, node, stream, seq_start, n_events, sent)
 
 
@@ -83,9 +109,6 @@ def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
         raise DecodeError(f"body is a {type(obj).__name__}, not an array")
     if len(obj) != header.n_events:
         raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
-    for event in obj:
-        if not isinstance(event, list) or len(event) < 2 or type(event[0]) is not int:
-            raise DecodeError(f"malformed event {event!r:.80}")
     return obj
 
 
@@ -93,6 +116,30 @@ def encode_ack(stream: int, seq_start: int, n_events: int) -> bytes:
     """Pack the ack of one batch."""
     packed: bytes = msgpack.packb([SCHEMA_VERSION, MSG_ACK, stream, seq_start, n_events])
     return packed
+
+
+def encode_nack(stream: int, seq_start: int, n_events: int, reason: str) -> bytes:
+    """Pack the refusal of one batch (not journaled: it breaks the schema), with the reason."""
+    packed: bytes = msgpack.packb(
+        [SCHEMA_VERSION, MSG_NACK, stream, seq_start, n_events, reason[:_MAX_REASON_CHARS]]
+    )
+    return packed
+
+
+def decode_reply(data: bytes) -> Reply:
+    """Decode the sidecar's reply to a batch: an ack, or a refusal with its reason."""
+    if len(data) > _MAX_HEADER_BYTES:
+        raise DecodeError(f"reply of {len(data)} bytes is larger than {_MAX_HEADER_BYTES}")
+    obj = _unpack(data, "reply")
+    if not isinstance(obj, list) or len(obj) < 5 or obj[0] not in SUPPORTED_VERSIONS:
+        raise DecodeError(f"not a reply: {obj!r:.80}")
+    if not all(type(i) is int for i in obj[2:5]):
+        raise DecodeError(f"reply fields have wrong types: {obj!r:.80}")
+    if obj[1] == MSG_ACK and len(obj) == 5:
+        return Reply(obj[2], obj[3], obj[4])
+    if obj[1] == MSG_NACK and len(obj) == 6 and isinstance(obj[5], str):
+        return Reply(obj[2], obj[3], obj[4], refused=obj[5][:_MAX_REASON_CHARS] or "refused")
+    raise DecodeError(f"not a reply: {obj!r:.80}")
 
 
 def decode_ack(data: bytes) -> tuple[int, int, int]:
