@@ -50,15 +50,15 @@ def namespace_uri(user_namespace: str) -> str:
 # a context): every other component is dot-free, so the components can be told apart. The
 # encoding is reversible, so distinct inputs give distinct identifiers by construction, and it
 # depends on the text alone (the same name has the same identifier on every rank).
-_PLAIN = re.compile(r"^[A-Za-z0-9_]*$")
-_PLAIN_DOTS = re.compile(r"^[A-Za-z0-9_.]*$")
-_WORD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9_]*")
+_PLAIN_DOTS = re.compile(r"[A-Za-z0-9_.]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 NO_CONTEXT = "run"  # the context slot of a record logged outside any context
 
 
 def escape(text: str, keep_dots: bool = False) -> str:
     """One identifier component for ``text``: NCName characters only, reversible (see above)."""
-    if (_PLAIN_DOTS if keep_dots else _PLAIN).match(text):
+    if (_PLAIN_DOTS if keep_dots else _PLAIN).fullmatch(text):
         return text
     out = []
     for ch in text:
@@ -83,7 +83,7 @@ def record_id(*parts: str, tail: str | None = None) -> str:
     """``run:`` + the components, escaped; ``tail`` is a last component that keeps its dots.
 
     ``parts[0]`` is a fixed word of ours (``rank0``, ``node``, ``job``), never untrusted text."""
-    if not parts or not _WORD.match(parts[0]):
+    if not parts or not _WORD.fullmatch(parts[0]):
         raise ValueError(f"an identifier starts with a fixed word, got {parts[:1]!r}")
     comps = [parts[0], *(escape(p) for p in parts[1:])]
     if tail is not None:
@@ -134,12 +134,12 @@ def model_version_id(rank: int, name: str, version: Any) -> str:
     return record_id(f"rank{rank}", "model", name, tail=f"v{version}")
 
 
-_IS_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_IS_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
 def is_ncname(text: str) -> bool:
     """Whether ``text`` is already an (ASCII) NCName, usable as it is."""
-    return bool(_IS_NCNAME.match(text))
+    return bool(_IS_NCNAME.fullmatch(text))
 
 
 def ncname(text: str) -> str:
