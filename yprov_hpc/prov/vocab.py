@@ -120,8 +120,10 @@ def artifact_id(rank: int, path: str, revision: int = 1) -> str:
 
 
 def dataset_id(rank: int, label: str, context: str | None) -> str:
-    """A dataset, per label and context: ``run:rank<r>.dataset.<label>.<context or run>``."""
-    return f"run:rank{rank}.dataset.{escape(label)}.{context_slot(context)}"
+    """A dataset, per label and context: ``run:rank<r>.dataset.<label>``, then ``.<context>``
+    when it was logged for one (three components against four or more: never confused)."""
+    ident = f"run:rank{rank}.dataset.{escape(label)}"
+    return ident if context is None else f"{ident}.{escape(context, keep_dots=True)}"
 
 
 def model_id(rank: int, label: str) -> str:
