@@ -7,6 +7,7 @@ Read a file with ``pyarrow.parquet.read_table`` or pandas/polars.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -62,9 +63,20 @@ class Summary:
     last_ns: int
 
 
+def arrow() -> Any:
+    """The ``pyarrow`` module, ready to build arrays even while the interpreter shuts down (a
+    merge at exit): pyarrow's first array tries to import pandas, which then fails with a
+    RuntimeError; pyarrow tries that once, and works without pandas afterwards."""
+    import pyarrow as pa
+
+    with contextlib.suppress(RuntimeError):  # pandas cannot be imported at shutdown: not needed
+        pa.array([], pa.int64())
+    return pa
+
+
 def build_table(columns: SeriesColumns) -> Any:
     """The columns as a pyarrow Table."""
-    import pyarrow as pa
+    pa = arrow()
 
     return pa.table(
         {

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from yprov_hpc.core.atomic import write_bytes_atomic
-from yprov_hpc.fold.series import write_parquet
+from yprov_hpc.fold.series import arrow, write_parquet
 
 __all__ = ["write_combined", "write_document", "write_node_series"]
 
@@ -61,8 +61,7 @@ def _flatten(ts: int, source: str, values: dict[str, Any], rows: dict[str, list[
 
 def write_node_series(samples: list[Sample], path: Path) -> str:
     """All samples of a node in long form (ts_ns, source, device, metric, value), Parquet/zstd."""
-    import pyarrow as pa
-
+    pa = arrow()
     rows: dict[str, list[Any]] = {"ts_ns": [], "source": [], "device": [], "metric": [], "value": []}
     for ts, source, values in sorted(samples, key=lambda s: (s[0], s[1])):
         _flatten(ts, source, values, rows)
