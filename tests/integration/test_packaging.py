@@ -45,5 +45,6 @@ def test_wheel_contains_every_source_module(tmp_path: Path) -> None:
         "yprov_daemon/" + p.relative_to(ROOT / "daemon").as_posix() for p in (ROOT / "daemon").rglob("*.py")
     }
     expected |= {"yprov_hpc/py.typed", "yprov_daemon/py.typed"}
+    expected |= {"yprov_hpc/slurm/yprov-job.sbatch", "yprov_hpc/slurm/torchrun-step.sh"}  # slurm-template
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)}"
     assert any(n.endswith("entry_points.txt") for n in names)
