@@ -8,28 +8,17 @@ process started.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psutil
 
+from yprov_hpc.core.hardware import cpu_model
+
 from .base import SamplerUnavailable
 
 MIN_WINDOW_S = 0.1
-
-
-def cpu_model() -> str:
-    """The node's CPU model, as the kernel names it (the TDP estimate of the merge uses it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _busy_s(times: Any) -> float:

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from yprov_hpc.core.hardware import cpu_model, nvidia_gpu_models
 from yprov_hpc.rank.discovery import Placement
 
 KEY_PACKAGES = (
@@ -147,38 +148,11 @@ def seeds() -> dict[str, Any]:
 
 
 def hardware() -> dict[str, Any]:
-    """CPU model and the NVIDIA GPUs the driver lists (read from /proc: no NVML, no CUDA here)."""
-    info: dict[str, Any] = {"machine": platform.machine()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpus = []
-    for path in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
-        try:
-            for line in path.read_text().splitlines():
-                if line.startswith("Model:"):
-                    gpus.append(line.split(":", 1)[1].strip())
-        except OSError:
-            continue
+    """CPU model and the NVIDIA GPUs the driver lists."""
+    info: dict[str, Any] = {"machine": platform.machine(), "cpu_model": cpu_model()}
+    gpus = nvidia_gpu_models()
     if gpus:
         info["gpu_models"] = gpus
-    return info
-
-
-def _cuda() -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    torch = sys.modules.get("torch")  # only if the program already imported it
-    if torch is not None:
-        info["torch_cuda"] = getattr(getattr(torch, "version", None), "cuda", None) or ""
-    try:
-        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
-        info["nvidia_driver"] = first.strip()
-    except (OSError, IndexError):
-        pass
     return info
 
 
