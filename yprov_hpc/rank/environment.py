@@ -156,6 +156,19 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+def _cuda() -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    torch = sys.modules.get("torch")  # only if the program already imported it
+    if torch is not None:
+        info["torch_cuda"] = getattr(getattr(torch, "version", None), "cuda", None) or ""
+    try:
+        first = Path("/proc/driver/nvidia/version").read_text().splitlines()[0]
+        info["nvidia_driver"] = first.strip()
+    except (OSError, IndexError):
+        pass
+    return info
+
+
 def capture(placement: Placement, script_copy_to: Path | None = None) -> dict[str, Any]:
     """The environment of this rank, as a flat-ish JSON-able dict; ``script_copy_to`` is where
     a bounded copy of the entry script goes (none when not given)."""
