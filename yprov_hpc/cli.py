@@ -1,23 +1,94 @@
-"""The ``yprov`` command: sidecar, merge, validate, graph."""
+"""The ``yprov`` command: sidecar, merge, validate, graph, report, keys.
+
+A user's mistake (a wrong path, the wrong kind of path) is one line on stderr and exit code 2,
+never a traceback.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-_FILES = click.Path(exists=True, dir_okay=False, path_type=Path)
+_ANY_PATH = click.Path(path_type=Path)
+# files in a run directory that are not PROV documents (validate and graph skip them there)
+_NOT_DOCUMENTS = frozenset({"merge_report.json"})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class UserError(click.ClickException):
+    """A mistake in the command line: printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def _runs_below(path: Path, limit: int = 10) -> list[Path]:
+    found = sorted(p.parent for p in path.glob("*/journal") if p.is_dir())
+    found += sorted(p.parent for p in path.glob("*/*/journal") if p.is_dir())
+    return found[:limit]
+
+
+def _run_dir(path: Path) -> Path:
+    """``path`` if it is a run directory (it has journal/), else a UserError that lists the runs
+    found below it: the likeliest slip is giving the save directory."""
+    if not path.exists():
+        raise UserError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise UserError(f"{path}: not a directory (give a run directory)")
+    if (path / "journal").is_dir():
+        return path
+    below = _runs_below(path)
+    if below:
+        names = ", ".join(str(p) for p in below)
+        raise UserError(f"{path} is not a run directory (no journal/); runs found below it: {names}")
+    raise UserError(f"{path} is not a run directory (no journal/ inside, and no runs below it)")
+
+
+def _documents(paths: tuple[Path, ...]) -> list[Path]:
+    """PROV-JSON files named on the command line; a run directory stands for its documents."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path}: no such file or directory")
+        if path.is_dir():
+            docs = sorted(path.glob("prov_*.json"))
+            if not docs:
+                hint = " (not merged yet? run: yprov merge DIR)" if (path / "journal").is_dir() else ""
+                raise UserError(f"{path}: a directory with no prov_*.json documents{hint}")
+            files.extend(docs)
+        elif path.name in _NOT_DOCUMENTS:
+            click.echo(f"skip  {path} (the merge's report, not a PROV document)", err=True)
+        else:
+            files.append(path)
+    if not files:
+        raise UserError("no PROV documents given")
+    return files
+
+
+class _Group(click.Group):
+    """Turns the errors a user can cause into one line: a setting (exit 2) or the file system (1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from yprov_hpc.core.errors import YProvError
+
+        try:
+            return super().invoke(ctx)
+        except YProvError as exc:
+            raise UserError(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="yprov-hpc")
 def main() -> None:
     """yprov-hpc: provenance of ML training runs as W3C PROV-JSON.
 
     Training code records with `import yprov_hpc as prov4ml`; these commands run the node
-    sidecar, merge a run's journals into PROV documents, and check or draw documents.
+    sidecar, merge a run's journals into PROV documents, check or draw documents, write energy
+    reports, and make a job's keys.
     """
 
 
@@ -33,7 +104,7 @@ def sidecar(args: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=_ANY_PATH)
 @click.option("--svg/--no-svg", default=None, help="Render SVG graphs [default: as the run asked].")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 @click.option(
@@ -58,7 +129,7 @@ def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None, if_
     from yprov_hpc.finalize import final_merge
 
     outcome = final_merge(
-        run_dir,
+        _run_dir(run_dir),
         by="yprov merge",
         if_stale=if_stale,
         create_svg=svg,
@@ -85,16 +156,17 @@ def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None, if_
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=_FILES)
+@click.argument("files", nargs=-1, required=True, type=_ANY_PATH)
 def validate(files: tuple[Path, ...]) -> None:
-    """Check PROV-JSON FILES: W3C PROV-JSON schema, prov parse, PROV-XML schema.
+    """Check PROV-JSON FILES (or every document of a run directory): W3C PROV-JSON schema,
+    prov parse, PROV-XML schema.
 
     Exits 1 if any file fails.
     """
     from yprov_hpc.prov.validate import validate_file
 
     failed = 0
-    for path in files:
+    for path in _documents(files):
         result = validate_file(path)
         if result.ok:
             click.echo(f"ok    {path} ({result.records} records)")
@@ -107,21 +179,21 @@ def validate(files: tuple[Path, ...]) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dir", type=_ANY_PATH)
 def keys(run_dir: Path) -> None:
     """Make the job's CURVE keys in RUN_DIR/journal/keys (0700), for the sidecars' links to the
-    aggregator; existing keys are kept. Batch scripts run this before starting the sidecars."""
+    aggregator; existing keys are kept. RUN_DIR/journal must exist (the batch script makes it):
+    this command never creates the directories it is given."""
     from yprov_hpc.core.keys import make_keys
     from yprov_hpc.core.layout import RunLayout
 
-    layout = RunLayout.open(run_dir)
-    layout.journal_dir.mkdir(parents=True, exist_ok=True)
+    layout = RunLayout.open(_run_dir(run_dir))
     os.chmod(layout.journal_dir, 0o700)
     click.echo(str(make_keys(layout)))
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dir", type=_ANY_PATH)
 def report(run_dir: Path) -> None:
     """Write per-node energy reports (Markdown and HTML, with plots) and a job summary into
     RUN_DIR/report/: power per device, cumulative energy, utilisation, per-rank shares, totals,
@@ -129,7 +201,7 @@ def report(run_dir: Path) -> None:
     from yprov_hpc.read.report import write_report
 
     try:
-        result = write_report(run_dir)
+        result = write_report(_run_dir(run_dir))
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
     for problem in result.problems:
@@ -141,7 +213,7 @@ def report(run_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=_FILES)
+@click.argument("files", nargs=-1, required=True, type=_ANY_PATH)
 @click.option("--svg", is_flag=True, help="Also render SVG with Graphviz.")
 @click.option(
     "--out",
@@ -150,11 +222,13 @@ def report(run_dir: Path) -> None:
     help="Output directory [default: next to each file].",
 )
 def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
-    """Draw PROV-JSON FILES as DOT (and SVG)."""
+    """Draw PROV-JSON FILES (or every document of a run directory) as DOT (and SVG)."""
     from yprov_hpc.prov.graph import write_graphs
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
     problems_seen = 0
-    for path in files:
+    for path in _documents(files):
         written, problems = write_graphs([path], out or path.parent, svg=svg)
         for w in written:
             click.echo(str(w))
@@ -162,6 +236,38 @@ def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
             problems_seen += 1
             click.secho(f"problem: {p}", fg="yellow", err=True)
     sys.exit(1 if problems_seen else 0)
+
+
+def _slurm_scripts() -> Path:
+    """The shipped Slurm scripts: inside the installed package, or scripts/slurm/ of a checkout."""
+    import yprov_hpc
+
+    package = Path(yprov_hpc.__file__).parent
+    for candidate in (package / "slurm", package.parent / "scripts" / "slurm"):
+        if (candidate / "yprov-job.sbatch").is_file():
+            return candidate
+    raise click.ClickException("the Slurm scripts are not installed with this yprov-hpc")
+
+
+@main.command("slurm-template")
+@click.argument("directory", type=_ANY_PATH)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def slurm_template(directory: Path, force: bool) -> None:
+    """Write the Slurm batch script (yprov-job.sbatch) and its helper (torchrun-step.sh) into
+    DIRECTORY, to copy and edit; see docs/slurm.md. DIRECTORY must exist."""
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory")
+    source = _slurm_scripts()
+    names = [p.name for p in sorted(source.iterdir()) if p.suffix in (".sbatch", ".sh")]
+    names = [n for n in names if not n.startswith("cluster-")]  # the test cluster is not for users
+    clashes = [n for n in names if (directory / n).exists()]
+    if clashes and not force:
+        raise UserError(f"{directory}: would overwrite {', '.join(clashes)} (use --force)")
+    for name in names:
+        target = directory / name
+        target.write_bytes((source / name).read_bytes())
+        target.chmod(0o755)
+        click.echo(str(target))
 
 
 if __name__ == "__main__":
