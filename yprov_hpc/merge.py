@@ -30,6 +30,7 @@ from yprov_hpc.fold.writers import write_combined, write_document
 from yprov_hpc.prov.collection import CollectionInput, RankEntry, build_collection
 from yprov_hpc.prov.graph import draw_documents
 from yprov_hpc.prov.rankdoc import RankFiles, build_rank_document, rank_status
+from yprov_hpc.prov.vocab import ncname
 from yprov_hpc.wire.records import MAX_WORLD_SIZE, EventError, RunStart, decode_event
 
 __all__ = ["MergeResult", "load_nodes", "merge_if_complete", "merge_run"]  # load_nodes: for read/
@@ -312,7 +313,7 @@ def _finish_run(
     write_document(result.collection, doc)
     if any(o.fold.start.get("collect_all_processes") for o in outcomes):
         result.combined = layout.combined_document
-        write_combined(result.combined, result.collection, result.documents)
+        write_combined(result.combined, result.collection, {ncname(p.stem): p for p in result.documents})
 
 
 def _draw(

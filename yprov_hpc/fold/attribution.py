@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yprov_hpc.core.hardware import cpu_model
 from yprov_hpc.fold.carbon import CarbonIntensity, cpu_tdp_w
 from yprov_hpc.fold.energy import NodeEnergy, build_node_energy, interpolate
 from yprov_hpc.fold.gaps import sample_interval_ns
@@ -52,18 +53,8 @@ def _cpu_model_of(samples: list[Sample], node: str) -> tuple[str, str]:
         if isinstance(model, str) and model:
             return model[:200], "the node's samples"
     if node == platform.node():
-        return platform.processor() or _local_cpu_model(), "the merging machine (the same node)"
+        return cpu_model(), "the merging machine (the same node)"
     return "", "unknown (the node's samples name no CPU model)"
-
-
-def _local_cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def node_telemetry(node: str, samples: list[Sample], tdp: tuple[float, str] | None = None) -> NodeTelemetry:

@@ -25,16 +25,14 @@ def write_document(path: Path, doc: dict[str, Any]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_combined(path: Path, collection: Path, documents: list[Path]) -> None:
-    """``collect_all_processes``: the collection plus every rank document as a named bundle."""
-    from yprov_hpc.prov.vocab import ncname
-
+def write_combined(path: Path, collection: Path, documents: dict[str, Path]) -> None:
+    """``collect_all_processes``: the collection plus each rank document as a bundle of that name."""
     combined = orjson.loads(collection.read_bytes())
     bundles: dict[str, Any] = {}
-    for document in documents:
+    for name, document in documents.items():
         doc = orjson.loads(document.read_bytes())
         doc.pop("prefix", None)
-        bundles[ncname(document.stem)] = doc
+        bundles[name] = doc
     combined["bundle"] = bundles
     write_document(path, combined)
 

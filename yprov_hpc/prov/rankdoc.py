@@ -31,6 +31,24 @@ from yprov_hpc.wire.records import INT64_MAX
 
 __all__ = ["RankFiles", "build_rank_document", "rank_status"]
 
+# environment fields recorded as they are (the full capture is in environment/rank<r>.json)
+_ENV_EXTRA = (
+    "torch_cuda",
+    "nvidia_driver",
+    "machine",
+    "cpu_model",
+    "cpu_count",
+    "git_root",
+    "git_diff_sha256",
+    "git_untracked_count",
+    "entry_script",
+    "entry_script_size_bytes",
+    "entry_script_sha256",
+    "entry_script_copy",
+    "torch_initial_seed",
+    "python_random_state_sha256",
+    "numpy_random_state_sha256",
+)
 _TYPES = {"metric": "yprov:Metric", "execution_time": "yprov:ExecutionTime", "mark": "yprov:Mark"}
 
 
@@ -130,8 +148,9 @@ def _agents_and_environment(b: DocumentBuilder, me: str, fold: RankFold, files: 
             "yprov:launcher": env.get("launcher"),
             "yprov:launcher_variables": env.get("launcher_variables") or None,
             "yprov:packages": packages or None,
-            "yprov:torch_cuda": env.get("torch_cuda"),
-            "yprov:nvidia_driver": env.get("nvidia_driver"),
+            **{f"yprov:{k}": env.get(k) for k in _ENV_EXTRA},
+            "yprov:runtime_variables": env.get("runtime_variables") or None,
+            "yprov:gpu_models": env.get("gpu_models") or None,
             "yprov:path": files.environment_path,
             "yprov:sha256": files.environment_sha256,
         },
