@@ -181,7 +181,6 @@ def build_node_energy(
     ne.times = [ts for ts, _ in system]
     if not ne.times:
         return ne
-    n = len(ne.times)
 
     # CPU + DRAM, cumulative on the system-sample times
     if rapl:
@@ -217,7 +216,16 @@ def build_node_energy(
         base = interpolate(g_times, cum, ne.times[0])
         ne.gpu_j[g] = [interpolate(g_times, cum, t) - base for t in ne.times]
 
-    # who uses which GPU: NVML's process lists, else the local rank's index
+    ranks = _gpu_users(ne, system, nvml, rank_local)
+    _attribute(ne, system, ranks)
+    return ne
+
+
+Timed = list[tuple[int, dict[str, Any]]]
+
+
+def _gpu_users(ne: NodeEnergy, system: Timed, nvml: Timed, rank_local: dict[int, int]) -> list[int]:
+    """Fill ``ne.gpu_users`` (NVML's process lists, else each rank's hints); return the ranks."""
     pid_rank: dict[int, int] = {}
     rank_gpu = {r: str(local) for r, local in rank_local.items()}
     for _, v in system:
@@ -234,7 +242,13 @@ def build_node_energy(
         else:  # no process lists (MIG, no permission): the rank's own hints
             users = sorted(r for r, gpu in rank_gpu.items() if gpu == g)
         ne.gpu_users[g] = [u for u in users if u in known]
+    return ranks
 
+
+def _attribute(ne: NodeEnergy, system: Timed, ranks: list[int]) -> None:
+    """Split every interval between two system samples: CPU+DRAM by CPU time, each GPU to its
+    users, the rest to "other" (cumulative series on the system-sample times)."""
+    n = len(ne.times)
     ne.rank_cpu_j = {r: [0.0] * n for r in ranks}
     ne.rank_gpu_j = {r: [0.0] * n for r in ranks}
     ne.other_j = [0.0] * n
@@ -258,4 +272,3 @@ def build_node_energy(
             else:
                 other += d_gpu
         ne.other_j[k] = ne.other_j[k - 1] + other
-    return ne
