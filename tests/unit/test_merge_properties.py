@@ -35,6 +35,9 @@ def _rank_batches(rank: int, n_metrics: int, batch: int, stream: int = 11) -> li
             },
         ),
         (int(Kind.PARAM), T0 + 1, "lr", 0.1, "float"),
+        (int(Kind.ARTIFACT), T0 + 2, "cfg/a.yaml", None, None, {"stored": "artifacts/a1"}),
+        (int(Kind.DATASET), T0 + 3, "train", "training", {"samples": 10}),
+        (int(Kind.ARTIFACT), T0 + 4, "cfg/a.yaml", None, None, {"stored": "artifacts/a2", "revision": 2}),
     ]
     events += [
         (int(Kind.METRIC), T0 + 10 + i, "loss", 1.0 / (i + 1), "training", i) for i in range(n_metrics)
@@ -92,7 +95,7 @@ def test_order_and_duplicates_do_not_change_the_result(
     result = merge_run(other, create_svg=False)
     ignore = ("yprov:events_duplicate_dropped", "yprov:sha256")
     assert _outputs(other, ignore) == _outputs(canonical, ignore)
-    assert result.ranks[0].events == 63 and not result.ranks[0].gaps
+    assert result.ranks[0].events == 66 and not result.ranks[0].gaps
     dup_events = result.ranks[0].duplicates + result.ranks[1].duplicates
     assert dup_events == _events_in(noisy) - _events_in(frames)
 
@@ -177,7 +180,7 @@ def test_parallel_merge_writes_what_a_sequential_one_does(tmp_path: Path) -> Non
 def test_unknown_event_kinds_are_reported_not_silently_dropped(tmp_path: Path) -> None:
     """A batch with an event kind from a newer writer: the merge says so, and keeps the rest."""
     frames = _rank_batches(0, 5, 100)
-    frames.append(encode_batch("r1", 0, "n0", 11, 8, [(99, T0, "from the future")], T0))
+    frames.append(encode_batch("r1", 0, "n0", 11, 11, [(99, T0, "from the future")], T0))
     root = tmp_path / "e_r1"
     _write_journals(root, frames, 1)
     result = merge_run(root, create_svg=False)
