@@ -50,6 +50,7 @@ class MergeResult:
     graphs: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     ranks: dict[int, RankDelivery] = field(default_factory=dict)
+    statuses: dict[int, str] = field(default_factory=dict)  # each rank's status, as documented
     missing_ranks: list[int] = field(default_factory=list)  # the first MAX_LISTED_MISSING
     missing_count: int = 0
     nodes: dict[str, NodeTelemetry] = field(default_factory=dict)
@@ -209,6 +210,7 @@ def merge_run(
     for outcome in outcomes:
         result.documents.append(outcome.document)
         result.ranks[outcome.rank] = outcome.delivery
+        result.statuses[outcome.rank] = outcome.status
         result.problems.extend(outcome.problems)
     world_size = _world_size(markers, index, outcomes)
     result.missing_ranks, result.missing_count = _missing(world_size, set(index.ranks))
@@ -374,7 +376,7 @@ def _write_report(layout: RunLayout, result: MergeResult, world_size: int) -> No
                 "malformed_batches": d.malformed_batches,
                 "bad_events": d.bad_events,
                 "bad_reasons": d.bad_reasons,
-                "status": d.done.get("status"),
+                "status": result.statuses.get(r),
             }
             for r, d in sorted(result.ranks.items())
         },
