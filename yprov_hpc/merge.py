@@ -275,7 +275,8 @@ def _finish_run(
             f"node {g['node']}: telemetry gap from {g['from_ts_ns']} to {g['to_ts_ns']} ns: {g['reason']}"
             for g in tele.gaps
         )
-    for node in sorted({node_of.get(o.rank, "") for o in outcomes} - set(nodes) - {""}):
+    silent = sorted({node_of.get(o.rank, "") for o in outcomes} - set(nodes) - {""})
+    for node in silent if nodes else []:  # with no samples anywhere, telemetry was off: no gap
         if window is not None:
             gap = {
                 "node": node,
@@ -297,12 +298,7 @@ def _finish_run(
             run_id=run_id,
             world_size=world_size,
             ranks=[RankEntry(o.fold, o.status, o.document.name, o.document_sha256) for o in outcomes],
-            nodes={
-                n: node_attributes(
-                    t, t.series_path.relative_to(layout.root).as_posix() if t.series_path else None
-                )
-                for n, t in result.nodes.items()
-            },
+            nodes=_node_entries(layout, result, silent),
             problems=result.problems,
             missing_ranks=result.missing_ranks,
             missing_count=result.missing_count,
@@ -316,6 +312,19 @@ def _finish_run(
     if any(o.fold.start.get("collect_all_processes") for o in outcomes):
         result.combined = layout.combined_document
         write_combined(result.combined, result.collection, {ncname(p.stem): p for p in result.documents})
+
+
+def _node_entries(layout: RunLayout, result: MergeResult, silent: list[str]) -> dict[str, dict[str, Any]]:
+    """Each node's attributes in the collection, a node without samples included."""
+    entries = {
+        n: node_attributes(t, _rel(layout, t.series_path) if t.series_path else None)
+        for n, t in result.nodes.items()
+    }
+    for node in silent:
+        entries[node] = node_attributes(None, None)
+        gaps = [g for g in result.telemetry_gaps if g["node"] == node]
+        entries[node]["telemetry_gaps"] = gaps or None
+    return entries
 
 
 def _draw(

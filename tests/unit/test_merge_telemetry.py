@@ -47,7 +47,8 @@ def _literal(value: Any) -> Any:
 
 
 def test_energy_without_samples_is_not_measured_never_zero(tmp_path: Path) -> None:
-    """No node samples at all: the rank's energy and the job's have no figure, and say why."""
+    """No node samples at all: the rank's energy and the job's have no figure, and say why; with
+    no samples anywhere telemetry was off, which is not a gap."""
     root = tmp_path / "e_r1"
     result = _merge(root, [])
     doc = json.loads((root / "prov_e_rank0.json").read_text())
@@ -56,10 +57,26 @@ def test_energy_without_samples_is_not_measured_never_zero(tmp_path: Path) -> No
     coll = json.loads(result.collection.read_text())
     assert "yprov:energy_j" not in coll["entity"]["run:collection"]
     assert coll["entity"]["run:collection"]["yprov:energy_status"].startswith("not measured")
-    report = json.loads((root / "merge_report.json").read_text())
-    assert report["telemetry_gaps"] == [
-        {"node": "n0", "from_ts_ns": T0, "to_ts_ns": T0 + 20 * S, "reason": "no samples from this node"}
+    assert json.loads((root / "merge_report.json").read_text())["telemetry_gaps"] == []  # telemetry was off
+
+
+def test_a_node_without_samples_beside_one_with_samples_is_a_gap(tmp_path: Path) -> None:
+    """Node n1 has a rank but no samples while n0 has them: n1's sidecar was gone all along."""
+    root = tmp_path / "e_r1"
+    (root / "journal").mkdir(parents=True)
+    writer = JournalWriter(root / "journal" / "node-n0.journal")
+    for rank, node in ((0, "n0"), (1, "n1")):
+        events = _rank_events(20)
+        events[0] = (int(Kind.RUN_START), T0, {**events[0][2], "rank": rank, "node": node, "world_size": 2})
+        writer.append(*encode_batch("r1", rank, node, 1 + rank, 0, events, T0))
+    writer.append(*encode_batch("r1", NODE_RANK, "n0", 9, 0, [_sample(t) for t in range(21)], T0))
+    writer.close()
+    result = merge_run(root, create_svg=False)
+    assert result.telemetry_gaps == [
+        {"node": "n1", "from_ts_ns": T0, "to_ts_ns": T0 + 20 * S, "reason": "no samples from this node"}
     ]
+    coll = json.loads(result.collection.read_text())
+    assert coll["entity"]["run:node.n1"]["yprov:energy_status"].startswith("not measured")
 
 
 def test_a_hole_and_an_early_stop_are_gaps_in_the_report_and_the_collection(tmp_path: Path) -> None:
