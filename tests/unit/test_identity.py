@@ -192,12 +192,14 @@ def test_every_stored_artifact_is_referenced_once(tmp_path_factory: Any, paths: 
 
 
 def test_odd_names_make_valid_documents_with_computable_identifiers(tmp_path: Path) -> None:
-    """Spaces, slashes, dots, dashes and non-ASCII in names, contexts, paths and info keys: the
+    """Spaces, slashes, dots, dashes and non-ASCII in names, contexts, paths and info keys, and a
+    uint64 value: the
     document validates (the suite validates every document it makes) and each record is where
     the identifier functions say."""
     ctx = "my ctx/é"
     events = [
         (int(Kind.PARAM), T0 + 1, "learning rate.init", 0.1, "float"),
+        (int(Kind.PARAM), T0 + 1, "seed", 2**64 - 1, "int"),  # beyond xsd:long: still valid
         (int(Kind.METRIC), T0 + 2, "val loss.top-1", 0.5, ctx, 0),
         _artifact(T0 + 3, "/tmp/x y/ü.bin", "artifacts/rank0/u"),
         (int(Kind.DATASET), T0 + 4, "train set", ctx, {"num samples": 10, "ok": True}),

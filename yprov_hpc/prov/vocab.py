@@ -160,8 +160,8 @@ def typed(value: Any) -> Any:
     """A PROV-JSON attribute value: str as is, everything else a typed literal."""
     if isinstance(value, bool):
         return {"$": "true" if value else "false", "type": "xsd:boolean"}
-    if isinstance(value, int):
-        return {"$": str(value), "type": "xsd:long"}
+    if isinstance(value, int):  # xsd:long is 64-bit signed; a larger one (a uint64 seed) is xsd:integer
+        return {"$": str(value), "type": "xsd:long" if -(2**63) <= value < 2**63 else "xsd:integer"}
     if isinstance(value, float):
         if math.isnan(value):
             text = "NaN"
