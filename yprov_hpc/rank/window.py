@@ -9,8 +9,10 @@ loses nothing on a live connection. So, with no fixed timeout:
   (the sidecar could not journal it): it is resent once after the timeout, then spilled;
 - when no reply of any kind arrived for the timeout, the sender asks whether the sidecar's
   process is still alive (``Verdict.SUSPECT``): dead, everything in flight is spilled; alive,
-  the oldest batch is resent once as a probe; still silent for ``UNREACHABLE_FACTOR`` timeouts,
-  the sidecar counts as unreachable and everything in flight is spilled.
+  and it has answered this connection before, the oldest batch is resent once as a probe
+  (a sidecar restarted on the same endpoint answers it); still silent for
+  ``UNREACHABLE_FACTOR`` timeouts, the sidecar counts as unreachable and everything in flight
+  is spilled.
 
 The timeout adapts to the observed ack latency: ``max(ack_timeout_s, LATENCY_FACTOR x
 latency)``, capped at ``MAX_TIMEOUT_S``.
@@ -63,6 +65,7 @@ class Window:
         self.last_reply_at = now
         self.latency_s: float | None = None
         self.last_probe_at = -math.inf
+        self.replied = False  # any reply on this connection yet
         self._order = 0
         self._acked_order = -1
 
@@ -90,6 +93,7 @@ class Window:
     def reply(self, seq_start: int, now: float) -> InFlight | None:
         """A reply arrived for ``seq_start``: untrack that batch; None if it was not tracked."""
         self.last_reply_at = now
+        self.replied = True
         item = self.items.pop(seq_start, None)
         if item is None:
             return None  # a late duplicate, or a batch already spilled
@@ -123,8 +127,9 @@ class Window:
         return Verdict.SUSPECT
 
     def may_probe(self, now: float) -> bool:
-        """True when the oldest batch may be resent as a probe (once per timeout, once per batch)."""
-        if not self.items or now - self.last_probe_at < self.timeout_s():
+        """True when the oldest batch may be resent as a probe: after a first reply, once per
+        timeout and once per batch."""
+        if not self.replied or not self.items or now - self.last_probe_at < self.timeout_s():
             return False
         return next(iter(self.items.values())).attempts < MAX_ATTEMPTS
 
