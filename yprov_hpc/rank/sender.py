@@ -62,6 +62,7 @@ class SenderStats:
     buffer_overflows: int = 0  # times the buffer reached its bound
     sidecar_lost: bool = False  # the sidecar's process died, or it stayed silent too long
     sender_cpu_s: float = 0.0  # CPU time of the sender thread (time.thread_time)
+    sender_startup_cpu_s: float = 0.0  # of which: finding the sidecar, connecting, on_connected
     pack_s: float = 0.0  # wall time popping and packing events: the GIL is held throughout
     ack_latency_s: float = 0.0  # running mean of first-attempt ack latency
     bytes_per_event: float = 0.0  # the estimate behind the buffer's limit
@@ -167,6 +168,7 @@ class Sender:
             self._ship(socket)  # what was logged while connecting ships at once
             if self._on_connected is not None:
                 self._on_connected()  # e.g. the environment capture, after the first send
+            self.stats.sender_startup_cpu_s = time.thread_time() - cpu0
             last_cut = time.monotonic()
             while not self._closing.is_set():
                 self._wait(socket, TICK_S)
