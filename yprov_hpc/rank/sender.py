@@ -20,12 +20,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.batching import DEFAULT_MAX_BUFFER_BYTES, BufferBound, Cutter, Piece
+from yprov_hpc.rank.delivery_stats import MAX_REFUSALS_KEPT, SenderStats
 from yprov_hpc.rank.window import Peer, Verdict, Window
 from yprov_hpc.wire.codec import decode_reply
 from yprov_hpc.wire.journal import JournalWriter
@@ -33,44 +33,15 @@ from yprov_hpc.wire.records import Event
 
 log = logging.getLogger("yprov_hpc")
 
+__all__ = ["MAX_BATCH_EVENTS", "Sender", "SenderStats"]
+
 # A batch carries at most this many events (or batch_events if larger). Packing one holds the
 # GIL in C for ~0.1 ms; the sender offers the GIL back to training after each.
 MAX_BATCH_EVENTS = 1024
 TICK_S = 0.02  # how often the thread looks at the buffer; acks arriving do not cut batches
-MAX_REFUSALS_KEPT = 10
 # close() waits while replies keep coming; it gives up after timeout_s without one, and
 # after this many times timeout_s in all.
 CLOSE_MAX_FACTOR = 4.0
-
-
-@dataclass
-class SenderStats:
-    """Delivery counters, reported at end_run and written into the done marker."""
-
-    events: int = 0
-    batches: int = 0
-    batches_acked: int = 0
-    batches_resent: int = 0
-    batches_spilled: int = 0
-    events_spilled: int = 0
-    batches_refused: int = 0
-    events_refused: int = 0
-    refusals: list[str] = field(default_factory=list)  # the first reasons the sidecar gave
-    events_lost: int = 0  # written nowhere: dropped at the hard cap, or the spool failed
-    send_failures: int = 0
-    bad_acks: int = 0
-    buffer_overflows: int = 0  # times the buffer reached its bound
-    sidecar_lost: bool = False  # the sidecar's process died, or it stayed silent too long
-    sender_cpu_s: float = 0.0  # CPU time of the sender thread (time.thread_time)
-    sender_startup_cpu_s: float = 0.0  # of which: finding the sidecar, connecting, on_connected
-    pack_s: float = 0.0  # wall time popping and packing events: the GIL is held throughout
-    ack_latency_s: float = 0.0  # running mean of first-attempt ack latency
-    bytes_per_event: float = 0.0  # the estimate behind the buffer's limit
-    buffer_limit: int = 0  # events
-    sidecar: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Sender:
@@ -220,7 +191,12 @@ class Sender:
             self._wake.clear()
             return
         deadline = time.monotonic() + wait_s
-        while closing or not (self._relief_asked or self._closing.is_set()):
+        while True:
+            if closing:
+                if not len(self._window):
+                    return  # everything sent is answered: close need not wait out the tick
+            elif self._relief_asked or self._closing.is_set():
+                return
             left = deadline - time.monotonic()
             if left <= 0 or not socket.poll(max(1, int(left * 1000))):
                 return

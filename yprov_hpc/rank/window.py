@@ -11,8 +11,8 @@ loses nothing on a live connection. So, with no fixed timeout:
   process is still alive (``Verdict.SUSPECT``): dead, everything in flight is spilled; alive,
   and it has answered this connection before, the oldest batch is resent once as a probe
   (a sidecar restarted on the same endpoint answers it); still silent for
-  ``UNREACHABLE_FACTOR`` timeouts, the sidecar counts as unreachable and everything in flight
-  is spilled.
+  ``UNREACHABLE_FACTOR x ack_timeout_s`` (or two adapted timeouts, if longer), the sidecar
+  counts as unreachable and everything in flight is spilled.
 
 The timeout adapts to the observed ack latency: ``max(ack_timeout_s, LATENCY_FACTOR x
 latency)``, capped at ``MAX_TIMEOUT_S``.
@@ -122,7 +122,7 @@ class Window:
         silent_s = now - max(self.last_reply_at, oldest.sent_at)
         if silent_s < timeout:
             return Verdict.WAIT
-        if silent_s >= UNREACHABLE_FACTOR * timeout:
+        if silent_s >= max(UNREACHABLE_FACTOR * self.ack_timeout_s, 2 * timeout):
             return Verdict.SPILL_ALL
         return Verdict.SUSPECT
 
