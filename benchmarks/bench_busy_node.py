@@ -96,6 +96,7 @@ def main() -> None:
                 [sys.executable, "-c", _RANK, str(save), str(r), str(args.ranks), str(args.points)],
                 stdout=subprocess.PIPE,
                 text=True,
+                cwd=tempfile.gettempdir(),  # import yprov_hpc from PYTHONPATH, not the current directory
             )
             for r in range(args.ranks)
         ]

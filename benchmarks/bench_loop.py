@@ -67,8 +67,10 @@ else:
     t_end = pc()
     report = prov4ml.end_run()
     d = report.delivery
-    out = {{"start_s": t_started - t_start, "end_run_s": pc() - t_end, "sender_cpu_s": d.sender_cpu_s,
-           "sender_startup_cpu_s": d.sender_startup_cpu_s, "pack_s": d.pack_s,
+    out = {{"start_s": t_started - t_start, "end_run_s": pc() - t_end,
+           "sender_cpu_s": getattr(d, "sender_cpu_s", 0.0),
+           "sender_startup_cpu_s": getattr(d, "sender_startup_cpu_s", 0.0),
+           "pack_s": getattr(d, "pack_s", 0.0),
            "batches": d.batches, "events": d.events, "spilled": d.events_spilled,
            "resent": d.batches_resent}}
 out.update(whole_s=t_end - t_start, second_half_s=t_end - t_half, steps=steps)

@@ -41,7 +41,7 @@ MAX_BATCH_EVENTS = 1024
 TICK_S = 0.02  # how often the thread looks at the buffer; acks arriving do not cut batches
 # close() waits while replies keep coming; it gives up after timeout_s without one, and
 # after this many times timeout_s in all.
-CLOSE_MAX_FACTOR = 4.0
+CLOSE_MAX_FACTOR = 3.0
 
 
 class Sender:
