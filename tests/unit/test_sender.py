@@ -270,3 +270,26 @@ def test_spill_when_the_sidecar_process_is_gone(layout: RunLayout, caplog: pytes
         proc.wait(10)
     assert any("its process is gone" in r.getMessage() for r in caplog.records)
     assert covered_seqs(layout) == set(range(stats.events)) and stats.events == 110
+
+
+def test_an_event_of_the_connect_hook_joins_a_bye_logged_while_connecting(layout: RunLayout) -> None:
+    """A run logged whole before the sidecar connects ships as one batch, with the event the
+    on_connected hook adds: nothing trails the bye to a sidecar that may stop after it."""
+    peer = FakeSidecar(layout, "ack")
+    release = threading.Event()
+    try:
+
+        def locate() -> str:
+            release.wait(10)
+            return peer.endpoint
+
+        sender = make_sender(layout, locate)
+        sender._on_connected = lambda: sender.buffer.append((int(Kind.ENVIRONMENT), 1, {}))
+        sender.start()
+        log_metrics(sender, 5)
+        sender.buffer.append((int(Kind.BYE), 2, {"pid": 1}))
+        release.set()
+        stats = sender.close(5.0)
+    finally:
+        peer.close()
+    assert peer.received == [(7, 0, 7)] and stats.batches_acked == 1

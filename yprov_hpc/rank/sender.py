@@ -29,7 +29,7 @@ from yprov_hpc.rank.delivery_stats import MAX_REFUSALS_KEPT, SenderStats
 from yprov_hpc.rank.window import Peer, Verdict, Window
 from yprov_hpc.wire.codec import decode_reply
 from yprov_hpc.wire.journal import JournalWriter
-from yprov_hpc.wire.records import Event
+from yprov_hpc.wire.records import Event, Kind
 
 log = logging.getLogger("yprov_hpc")
 
@@ -38,6 +38,7 @@ __all__ = ["MAX_BATCH_EVENTS", "Sender", "SenderStats"]
 # A batch carries at most this many events (or batch_events if larger). Packing one holds the
 # GIL in C for ~0.1 ms; the sender offers the GIL back to training after each.
 MAX_BATCH_EVENTS = 1024
+_BYE = int(Kind.BYE)
 TICK_S = 0.02  # how often the thread looks at the buffer; acks arriving do not cut batches
 # close() waits while replies keep coming; it gives up after timeout_s without one, and
 # after this many times timeout_s in all.
@@ -136,9 +137,12 @@ class Sender:
         socket = None
         try:
             socket = self._open()
-            self._ship(socket)  # what was logged while connecting ships at once
-            if self._on_connected is not None:
-                self._on_connected()  # e.g. the environment capture, after the first send
+            if self._ending():  # the whole run was logged while connecting: one last batch
+                self._connected()
+                self._ship(socket)
+            else:
+                self._ship(socket)  # what was logged while connecting ships at once
+                self._connected()  # e.g. the environment capture, after the first send
             self.stats.sender_startup_cpu_s = time.thread_time() - cpu0
             last_cut = time.monotonic()
             while not self._closing.is_set():
@@ -162,6 +166,15 @@ class Sender:
             if socket is not None:
                 socket.close(linger=0)
             self._update_stats(time.thread_time() - cpu0)
+
+    def _ending(self) -> bool:
+        """True when the run's bye is already buffered: a late event after it would reach an
+        embedded sidecar that may have stopped (it stops soon after the last bye)."""
+        return self._closing.is_set() or bool(self.buffer and self.buffer[-1][0] == _BYE)
+
+    def _connected(self) -> None:
+        if self._on_connected is not None:
+            self._on_connected()
 
     def _open(self) -> Any:
         endpoint = None
