@@ -15,7 +15,12 @@ fresh process, and medians over the rounds are reported:
   sidecar, connecting and capturing the environment;
 - ``pack_us_per_event``: the sender's wall time popping and packing events, when it holds the
   GIL throughout (an approximation of the GIL time it takes from training, beside its CPU);
-- ``end_run_s``: delivery of what is still buffered (no merge: ``auto_merge=False``).
+- ``end_run_s``: delivery of what is still buffered (no merge: ``auto_merge=False``);
+- ``steady_paired_us_per_event``: in one process past start-up, alternating blocks of 5,000
+  steps with and without logging (in both orders), the median difference per event: the
+  floor in the same run, so slow changes in the machine's load cancel out;
+- ``*_best``: the same from the fastest run of each mode (other load on the machine only
+  adds time, so on a shared machine these are the steadier estimates).
 """
 
 from __future__ import annotations
@@ -43,7 +48,34 @@ for _ in range(2000):  # warm torch up before any clock starts
 pc = time.perf_counter
 half = steps // 2
 t_start = pc()
-if mode == "floor":
+if mode == "paired":
+    import statistics
+    import yprov_hpc as prov4ml
+    prov4ml.start_run("www.example.org", "loop", tempfile.mkdtemp(), handle_sigterm=False,
+                      auto_merge=False)
+    log, ctx = prov4ml.log_metric, prov4ml.Context.TRAINING
+    for i in range(half):  # past start-up: the sidecar runs, the environment is captured
+        mm(a, a)
+        log("loss", 0.5, ctx, i)
+    block, diffs, step = 5000, [], half
+    for k in range((steps - half) // (2 * block)):
+        times = {{}}
+        for which in (("floor", "log") if k % 2 == 0 else ("log", "floor")):
+            t0 = pc()
+            if which == "floor":
+                for i in range(block):
+                    mm(a, a)
+            else:
+                for i in range(step, step + block):
+                    mm(a, a)
+                    log("loss", 0.5, ctx, i)
+                step += block
+            times[which] = pc() - t0
+        diffs.append((times["log"] - times["floor"]) / block * 1e6)
+    prov4ml.end_run()
+    print(json.dumps({{"paired_us_per_event": statistics.median(diffs), "pairs": diffs}}))
+    sys.exit(0)
+elif mode == "floor":
     for i in range(half):
         mm(a, a)
     t_half = pc()
@@ -107,7 +139,13 @@ def per_event(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[str, fl
         rows["end"].append(impl["end_run_s"])
         rows["batch"].append(impl["events"] / impl["batches"])
     med = {k: statistics.median(v) for k, v in rows.items()}
+
+    def best(key: str) -> float:  # interference only adds time: the fastest run of each mode
+        return min(r[key] for r in runs["yprov-hpc"]) - min(r[key] for r in runs["floor"])
+
     return {
+        "steady_us_per_event_best": best("second_half_s") / (steps - half) * 1e6,
+        "whole_us_per_event_best": best("whole_s") / steps * 1e6,
         "floor_whole_s": statistics.median(r["whole_s"] for r in runs["floor"]),
         "impl_whole_s": statistics.median(r["whole_s"] for r in runs["yprov-hpc"]),
         "steady_us_per_event": med["steady"],
@@ -134,10 +172,14 @@ def main() -> None:
     from _stats import machine
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    paired: list[float] = []
     for _ in range(args.rounds):
         for mode in MODES:
             runs[mode].append(run_mode(mode, args.steps))
+        paired.append(run_mode("paired", args.steps)["paired_us_per_event"])
     summary = per_event(runs, args.steps)
+    summary["steady_paired_us_per_event"] = statistics.median(paired)
+    summary["steady_paired_us_per_event_each_round"] = paired
     print(json.dumps({"machine": machine(), "steps": args.steps, "rounds": args.rounds, **summary}, indent=2))
 
 
