@@ -293,3 +293,13 @@ def test_an_event_of_the_connect_hook_joins_a_bye_logged_while_connecting(layout
     finally:
         peer.close()
     assert peer.received == [(7, 0, 7)] and stats.batches_acked == 1
+
+
+def test_events_that_cannot_be_spilled_are_counted_lost(layout: RunLayout) -> None:
+    """With no sidecar and a spool that cannot be written, every event is counted in events_lost."""
+    layout.spool(0, 7).mkdir()  # a directory where the spool file would be: open() fails
+    sender = make_sender(layout, lambda: None)
+    sender.start()
+    log_metrics(sender, 30)
+    stats = sender.close(5.0)
+    assert stats.events_lost == 30 and stats.events_spilled == 0

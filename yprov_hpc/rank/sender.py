@@ -26,9 +26,9 @@ from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.batching import DEFAULT_MAX_BUFFER_BYTES, BufferBound, Cutter, Piece
 from yprov_hpc.rank.delivery_stats import MAX_REFUSALS_KEPT, SenderStats
+from yprov_hpc.rank.spool import Spool
 from yprov_hpc.rank.window import Peer, Verdict, Window
 from yprov_hpc.wire.codec import decode_reply
-from yprov_hpc.wire.journal import JournalWriter
 from yprov_hpc.wire.records import Event, Kind
 
 log = logging.getLogger("yprov_hpc")
@@ -84,7 +84,7 @@ class Sender:
         self._peer: Peer | None = None
         self._locate = locate
         self._on_connected = on_connected
-        self._spool: JournalWriter | None = None
+        self._spool = Spool(layout.spool(rank, stream))
         self._lock = threading.Lock()  # guards cutting batches (seq) and the spool
         self._wake = threading.Event()
         self._relief_asked = False
@@ -92,7 +92,6 @@ class Sender:
         self._closed = threading.Event()
         self._degraded = False
         self._dropped = 0  # events dropped at the hard cap, by the training thread
-        self._spill_lost = 0  # events whose spill failed, by the sender thread
         self._lost_reported = 0
         self._end_timeout_s = 10.0
         self._thread = threading.Thread(target=self._run, name="yprov-sender", daemon=True)
@@ -126,7 +125,7 @@ class Sender:
             with self._lock:
                 self._spill_all_inflight()
                 self._spill_buffer(len(self.buffer))
-                self._close_spool()
+                self._spool.close()
             self._closed.set()
         self._report_lost()
         return self.stats
@@ -174,7 +173,10 @@ class Sender:
 
     def _connected(self) -> None:
         if self._on_connected is not None:
-            self._on_connected()
+            try:
+                self._on_connected()
+            except Exception:  # a failing hook must not stop delivery
+                log.exception("yprov: the sender's on_connected hook failed; delivery goes on")
 
     def _open(self) -> Any:
         endpoint = None
@@ -359,24 +361,9 @@ class Sender:
                 self._spill(piece.header, piece.body, piece.n_events)
 
     def _spill(self, header: bytes, body: bytes, n_events: int) -> None:
-        try:
-            if self._spool is None:
-                self._spool = JournalWriter(self._layout.spool(self._rank, self._stream))
-            self._spool.append(header, body)
-            self._spool.flush()
-            self.stats.batches_spilled += 1
-            self.stats.events_spilled += n_events
-        except OSError as exc:  # a full disk: the events are written nowhere
-            self._spill_lost += n_events
-            if self._spill_lost == n_events:
-                log.error("yprov: could not spill %d events to the spool: %s", n_events, exc)
-
-    def _close_spool(self) -> None:
-        if self._spool is not None:
-            try:
-                self._spool.close()
-            except OSError as exc:
-                log.error("yprov: could not sync the spool: %s", exc)
+        self._spool.write(header, body, n_events)
+        self.stats.batches_spilled = self._spool.batches
+        self.stats.events_spilled = self._spool.events
 
     def _finish(self, socket: Any) -> None:
         """Ship everything, wait while replies keep coming (bounded), spill what is left."""
@@ -393,7 +380,7 @@ class Sender:
         with self._lock:
             self._spill_all_inflight()
             self._spill_buffer(len(self.buffer))  # appended during the wait by another thread
-            self._close_spool()
+            self._spool.close()
         self._closed.set()
 
     def _update_limit(self) -> None:
@@ -409,7 +396,7 @@ class Sender:
         self.stats.buffer_limit = self.limit
 
     def _report_lost(self) -> None:
-        lost = self.stats.events_lost = self._dropped + self._spill_lost
+        lost = self.stats.events_lost = self._dropped + self._spool.events_lost
         if lost > self._lost_reported:
             if self._lost_reported == 0:
                 log.error(
