@@ -21,6 +21,7 @@ import zmq
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.batching import INITIAL_BYTES_PER_EVENT, BufferBound, Cutter
 from yprov_hpc.rank.sender import Sender
+from yprov_hpc.rank.window import Window
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, decode_header, encode_ack, encode_nack
 from yprov_hpc.wire.journal import read_frames
 from yprov_hpc.wire.records import Kind
@@ -303,3 +304,14 @@ def test_events_that_cannot_be_spilled_are_counted_lost(layout: RunLayout) -> No
     log_metrics(sender, 30)
     stats = sender.close(5.0)
     assert stats.events_lost == 30 and stats.events_spilled == 0
+
+
+def test_the_window_is_full_by_bytes_as_well_as_by_batches() -> None:
+    """Large batches fill the window by their bytes long before its batch count; an ack frees them."""
+    window = Window(ack_timeout_s=1.0, max_batches=100, now=0.0, max_bytes=10 << 20)
+    window.add(0, b"h", b"x" * (6 << 20), 1, now=0.0)
+    assert not window.full()
+    window.add(1, b"h", b"x" * (6 << 20), 1, now=0.0)
+    assert window.full() and len(window) == 2
+    window.reply(0, now=0.1)
+    assert not window.full() and window.bytes == 6 << 20

@@ -30,6 +30,7 @@ LATENCY_FACTOR = 8.0
 MAX_TIMEOUT_S = 30.0
 UNREACHABLE_FACTOR = 10.0
 MAX_ATTEMPTS = 2  # the first send and one resend
+MAX_INFLIGHT_BYTES = 64 << 20  # packed bytes kept for resending, beside the buffer's own bound
 _LATENCY_WEIGHT = 0.2
 
 
@@ -58,10 +59,14 @@ class InFlight:
 class Window:
     """The unacknowledged batches of one stream, in send order, and the timing of replies."""
 
-    def __init__(self, ack_timeout_s: float, max_batches: int, now: float) -> None:
+    def __init__(
+        self, ack_timeout_s: float, max_batches: int, now: float, max_bytes: int = MAX_INFLIGHT_BYTES
+    ) -> None:
         self.items: OrderedDict[int, InFlight] = OrderedDict()
         self.ack_timeout_s = ack_timeout_s
         self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self.bytes = 0  # packed bytes of the batches in flight
         self.last_reply_at = now
         self.latency_s: float | None = None
         self.last_probe_at = -math.inf
@@ -73,13 +78,14 @@ class Window:
         return len(self.items)
 
     def full(self) -> bool:
-        """True when no more batches may be in flight."""
-        return len(self.items) >= self.max_batches
+        """True when no more batches may be in flight (by count or by bytes)."""
+        return len(self.items) >= self.max_batches or self.bytes >= self.max_bytes
 
     def add(self, seq_start: int, header: bytes, body: bytes, n_events: int, now: float) -> None:
         """Track a batch that was just sent."""
         self._order += 1
         self.items[seq_start] = InFlight(header, body, n_events, now, self._order)
+        self.bytes += len(body)
 
     def resent(self, seq_start: int, now: float) -> None:
         """Record that a tracked batch was sent again (it becomes the newest)."""
@@ -97,6 +103,7 @@ class Window:
         item = self.items.pop(seq_start, None)
         if item is None:
             return None  # a late duplicate, or a batch already spilled
+        self.bytes -= len(item.body)
         self._acked_order = max(self._acked_order, item.order)
         if item.attempts == 1:
             sample = now - item.sent_at
@@ -135,12 +142,15 @@ class Window:
 
     def take_oldest(self) -> tuple[int, InFlight]:
         """Untrack and return the oldest batch."""
-        return self.items.popitem(last=False)
+        seq_start, item = self.items.popitem(last=False)
+        self.bytes -= len(item.body)
+        return seq_start, item
 
     def take_all(self) -> list[InFlight]:
         """Untrack and return every batch in flight, oldest first."""
         items = list(self.items.values())
         self.items.clear()
+        self.bytes = 0
         return items
 
 
