@@ -1,6 +1,6 @@
 """log_metric cost in the training thread: 100k calls, each timed, beside a list.append floor.
 
-    python benchmarks/bench_log_metric.py [--calls 100000] [--peers]
+    python benchmarks/bench_log_metric.py [--calls 100000] [--peers] [--marks] [--bound]
 
 Each implementation runs in its own fresh process. The floor times `list.append` of the same
 tuple with the same per-call timer, so the timer's own cost is visible. `--peers` adds
@@ -34,6 +34,17 @@ if impl == "floor: list.append":
 elif impl == "yprov-hpc":
     import yprov_hpc as prov4ml
     prov4ml.start_run("www.example.org", "bench", tmp, handle_sigterm=False, auto_merge=False)
+    ctx = prov4ml.Context.TRAINING
+    log = prov4ml.log_metric
+    def call(i): log("loss", 0.5, ctx, i)
+    end = prov4ml.end_run
+elif impl == "yprov-hpc at its buffer bound (spilling)":
+    import os
+    os.environ.update(YPROV_MAX_BUFFER_EVENTS="10000", YPROV_BATCH_EVENTS="100000000",
+                      YPROV_FLUSH_INTERVAL_S="1000")  # the sender acts only when relieved
+    import yprov_hpc as prov4ml
+    prov4ml.start_run("www.example.org", "bench", tmp, handle_sigterm=False, auto_merge=False,
+                      sidecar="off")
     ctx = prov4ml.Context.TRAINING
     log = prov4ml.log_metric
     def call(i): log("loss", 0.5, ctx, i)
@@ -106,6 +117,12 @@ def main() -> None:
         "thread); steps: 10 calls per step, each step sleeping 0.2 ms as GIL-releasing work does",
     )
     parser.add_argument("--marks", action="store_true", help="also time log_system_metrics (a mark)")
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also time log_metric with a 10k-event buffer bound that is reached again and again "
+        "(no sidecar: the sender thread spills each time it is relieved)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
@@ -114,6 +131,8 @@ def main() -> None:
     impls = [("floor: list.append", sys.executable), ("yprov-hpc", sys.executable)]
     if args.marks:
         impls.append(("yprov-hpc log_system_metrics (a mark)", sys.executable))
+    if args.bound:
+        impls.append(("yprov-hpc at its buffer bound (spilling)", sys.executable))
     if args.peers:
         impls += [("yProv4ML 3.2.8", args.peers_python), ("MLflow (file store)", args.peers_python)]
     results = {name: run_impl(name, args.calls, os.path.abspath(py), args.pattern) for name, py in impls}

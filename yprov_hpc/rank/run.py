@@ -111,7 +111,6 @@ class Run:
         self._params: dict[str, tuple[Any, str]] = {}
         self._artifact_names: dict[str, str] = {}
         self._model_versions: dict[str, int] = {}
-        self._max_buffer = config.max_buffer_events
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
         self._emit_start()
@@ -143,6 +142,7 @@ class Run:
             max_inflight_batches=self.config.max_inflight_batches,
             locate=locate,
             on_connected=self._emit_environment,
+            max_buffer_events=self.config.max_buffer_events,
         )
 
     def _emit_start(self) -> None:
@@ -240,7 +240,7 @@ class Run:
             step = step_value("log_metric", step)
         buf = self._buffer
         buf.append((_METRIC, _time_ns(), key, value, context, step))
-        if len(buf) > self._max_buffer:
+        if len(buf) > self._sender.limit:
             self._sender.relieve()
 
     def log_metrics(
