@@ -119,7 +119,7 @@ def test_log_dataset_describes_loader_and_sampler(save_dir: Path) -> None:
     prov4ml.log_dataset(SyntheticMNIST(100, seed=3), "other_data")
     report = prov4ml.end_run()
     doc = load(report.documents[0])
-    train = entity(doc, "run:rank0.dataset.train")
+    train = entity(doc, "run:rank0.dataset.train.training")
     assert (train["yprov:samples"], train["yprov:num_replicas"], train["yprov:replica_rank"]) == (100, 4, 1)
     assert (train["yprov:samples_per_replica"], train["yprov:batches_per_epoch"]) == (25, 3)
     assert train["yprov:sampler"] == "DistributedSampler" and train["yprov:shuffle"] is True
@@ -128,7 +128,7 @@ def test_log_dataset_describes_loader_and_sampler(save_dir: Path) -> None:
     other = entity(doc, "run:rank0.dataset.other_data")["yprov:fingerprint_sha256"]
     assert train["yprov:fingerprint_sha256"] == same != other  # random transforms do not change it
     used = {(r["prov:activity"], r["prov:entity"]) for r in _relations(doc, "used")}
-    assert ("run:rank0.context.training", "run:rank0.dataset.train") in used
+    assert ("run:rank0.context.training", "run:rank0.dataset.train.training") in used
 
 
 def test_save_model_version_numbers_per_name_inside_the_run(save_dir: Path, tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_torchrun_ddp_every_rank_records(tmp_path: Path, nproc: int) -> None:
         doc = load(run_dir / f"prov_ddp_mnist_rank{rank}.json")
         act = {k: literal(v) for k, v in doc["activity"][f"run:rank{rank}"].items()}
         assert (act["yprov:rank"], act["yprov:world_size"]) == (rank, nproc)
-        ds = entity(doc, f"run:rank{rank}.dataset.train_dataset")
+        ds = entity(doc, f"run:rank{rank}.dataset.train_dataset.training")
         assert (ds["yprov:num_replicas"], ds["yprov:replica_rank"]) == (nproc, rank)
         loss = entity(doc, f"run:rank{rank}.metric.loss.training")
         assert loss["yprov:count"] == 2 * per_rank and loss["yprov:last_step"] == 2 * per_rank - 1

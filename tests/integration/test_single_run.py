@@ -14,6 +14,7 @@ import pytest
 
 import yprov_hpc as prov4ml
 from tests.conftest import entity, literal, load, start
+from yprov_hpc.prov.vocab import artifact_id
 
 
 def test_full_run_content(save_dir: Path, tmp_path: Path) -> None:
@@ -70,7 +71,7 @@ def test_full_run_content(save_dir: Path, tmp_path: Path) -> None:
     ]
     assert rows == list(enumerate(losses))
     # the artifact: copied, sized, hashed
-    a = entity(doc, "run:rank0.artifact.weights.bin")
+    a = entity(doc, artifact_id(0, str(art)))  # keyed by the path as logged
     assert a["yprov:size_bytes"] == 2000 and a["yprov:sha256"] == hashlib.sha256(art.read_bytes()).hexdigest()
     assert (run.run_dir / a["yprov:path"]).read_bytes() == art.read_bytes()
     # environment
