@@ -44,7 +44,8 @@ from yprov_hpc.core.errors import (
     RunAlreadyActiveError,
     YProvError,
 )
-from yprov_hpc.rank.run import Run, RunReport
+from yprov_hpc.rank.ending import RunReport
+from yprov_hpc.rank.run import Run
 
 __version__ = "0.1.0"
 

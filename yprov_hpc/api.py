@@ -21,7 +21,8 @@ from yprov_hpc.core import config as _config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import NoActiveRunError, RunAlreadyActiveError
 from yprov_hpc.rank.discovery import discover, shared_run_key
-from yprov_hpc.rank.run import Run, RunReport, new_run_id
+from yprov_hpc.rank.ending import RunReport
+from yprov_hpc.rank.run import Run, new_run_id
 
 log = logging.getLogger("yprov_hpc")
 
@@ -53,6 +54,7 @@ def start_run(
     end_timeout_s: float | None = None,
     handle_sigterm: bool | None = None,
     auto_merge: bool | None = None,
+    merge: str | None = None,
 ) -> Run:
     """Start recording this rank's provenance and return its Run.
 
@@ -78,6 +80,7 @@ def start_run(
             "end_timeout_s": end_timeout_s,
             "handle_sigterm": handle_sigterm,
             "auto_merge": auto_merge,
+            "merge": merge,
         }
     )
     placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)

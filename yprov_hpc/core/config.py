@@ -29,7 +29,9 @@ ENV_MAX_BUFFER_EVENTS = "YPROV_MAX_BUFFER_EVENTS"
 ENV_MAX_INFLIGHT_BATCHES = "YPROV_MAX_INFLIGHT_BATCHES"
 ENV_ARTIFACT_COPY_MAX_BYTES = "YPROV_ARTIFACT_COPY_MAX_BYTES"
 ENV_HANDLE_SIGTERM = "YPROV_HANDLE_SIGTERM"
-ENV_AUTO_MERGE = "YPROV_AUTO_MERGE"
+ENV_AUTO_MERGE = "YPROV_AUTO_MERGE"  # 0 means YPROV_MERGE=off
+ENV_MERGE = "YPROV_MERGE"  # "auto" (default), "job" (a batch script merges) or "off"
+ENV_MERGE_WAIT_S = "YPROV_MERGE_WAIT_S"
 ENV_PARENT_RUN = "YPROV_PARENT_RUN"
 # read by the sidecar (yprov sidecar / the embedded one, which inherits the environment)
 ENV_SAMPLE_INTERVAL_S = "YPROV_SAMPLE_INTERVAL_S"
@@ -42,6 +44,9 @@ ENV_FORWARD = "YPROV_FORWARD"
 ENV_CARBON_REGION = "YPROV_CARBON_REGION"
 ENV_CARBON_INTENSITY = "YPROV_CARBON_INTENSITY"
 ENV_CPU_TDP_W = "YPROV_CPU_TDP_W"
+
+
+MERGE_MODES = ("auto", "job", "off")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class Config:
     max_inflight_batches: int = 256
     artifact_copy_max_bytes: int = 100 * 1024 * 1024
     handle_sigterm: bool = True
-    auto_merge: bool = True
+    merge: str = "auto"
+    merge_wait_s: float = 120.0
     collect_all_processes: bool = False
     parent_run: str | None = None
 
@@ -77,6 +83,10 @@ class Config:
         for name in ("flush_interval_s", "ack_timeout_s", "end_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "must be > 0")
+        if self.merge not in MERGE_MODES:
+            raise ConfigError("merge", self.merge, "must be one of " + ", ".join(MERGE_MODES))
+        if not self.merge_wait_s >= 0:
+            raise ConfigError("merge_wait_s", self.merge_wait_s, "must be >= 0")
         if self.artifact_copy_max_bytes < 0:
             raise ConfigError("artifact_copy_max_bytes", self.artifact_copy_max_bytes, "must be >= 0")
 
@@ -96,7 +106,8 @@ _ENV_FIELDS: dict[str, str] = {
     "max_inflight_batches": ENV_MAX_INFLIGHT_BATCHES,
     "artifact_copy_max_bytes": ENV_ARTIFACT_COPY_MAX_BYTES,
     "handle_sigterm": ENV_HANDLE_SIGTERM,
-    "auto_merge": ENV_AUTO_MERGE,
+    "merge": ENV_MERGE,
+    "merge_wait_s": ENV_MERGE_WAIT_S,
     "parent_run": ENV_PARENT_RUN,
 }
 
@@ -140,8 +151,14 @@ def resolve(explicit: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             )
             values[name] = _parse(name, env_name, env[env_name], kind)
     for name, given in explicit.items():
-        if name not in _ENV_FIELDS and given is not None:
+        if name not in _ENV_FIELDS and name != "auto_merge" and given is not None:
             values[name] = given
+    if explicit.get("merge") is None:  # auto_merge=False (argument, else variable) means merge="off"
+        auto = explicit.get("auto_merge")
+        if auto is None and "merge" not in values and env.get(ENV_AUTO_MERGE):
+            auto = _parse("auto_merge", ENV_AUTO_MERGE, env[ENV_AUTO_MERGE], bool)
+        if auto is False:
+            values["merge"] = "off"
     for name in ("save_dir", "run_dir"):
         if name in values:
             values[name] = Path(values[name])

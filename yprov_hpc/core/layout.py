@@ -71,6 +71,20 @@ class RunLayout:
     def done_marker(self, rank: int) -> Path:
         return self.journal_dir / f"rank{rank}.done"
 
+    def lost_marker(self, rank: int) -> Path:
+        """Written for a rank that died without end_run (by whoever noticed)."""
+        return self.journal_dir / f"rank{rank}.lost"
+
+    @property
+    def owner(self) -> Path:
+        """Which job created the run directory (see ``rank.run_ids``)."""
+        return self.journal_dir / "owner.json"
+
+    @property
+    def merge_log(self) -> Path:
+        """Output of the merge process a rank starts."""
+        return self.journal_dir / "merge.log"
+
     @property
     def merge_claim(self) -> Path:
         return self.journal_dir / "merge.claim"

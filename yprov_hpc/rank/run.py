@@ -15,11 +15,11 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from yprov_hpc.core.atomic import write_json_atomic
 from yprov_hpc.core.config import ENV_RUN_ID, Config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
@@ -33,36 +33,20 @@ from yprov_hpc.core.errors import (
 from yprov_hpc.core.hashing import sha256_path
 from yprov_hpc.core.layout import RunLayout, safe_name
 from yprov_hpc.rank.discovery import Placement
+from yprov_hpc.rank.ending import RunReport, RunStatus, conclude, run_is_complete
 from yprov_hpc.rank.sender import Sender, SenderStats
 from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
 from yprov_hpc.rank.values import context_value, metric_value, param_value, same_param, step_value
 from yprov_hpc.wire.records import Kind
+
+if TYPE_CHECKING:
+    from yprov_hpc.rank.sidecar_client import SidecarInfo
 
 log = logging.getLogger("yprov_hpc")
 
 _METRIC = int(Kind.METRIC)
 _MARK = int(Kind.MARK)
 _time_ns = time.time_ns
-
-RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
-
-
-@dataclass
-class RunReport:
-    """What ``end_run`` did: where the provenance went and how delivery fared."""
-
-    run_dir: Path
-    rank: int
-    status: RunStatus
-    delivery: SenderStats
-    merged: bool = False
-    documents: list[Path] = field(default_factory=list)
-    collection: Path | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        where = self.collection or self.run_dir
-        return f"rank {self.rank}: provenance in {where} ({self.status})"
 
 
 def _gpu_hint() -> dict[str, Any]:
@@ -94,7 +78,7 @@ class Run:
         self.placement = placement
         self.run_id = run_id
         self.layout = RunLayout.create(config.save_dir, config.experiment, run_id, config.run_dir)
-        if self.layout.merge_claim.exists():
+        if run_is_complete(self.layout):
             raise ConfigError(
                 "run_id",
                 run_id,
@@ -111,6 +95,7 @@ class Run:
         self._params: dict[str, tuple[Any, str]] = {}
         self._artifact_names: dict[str, str] = {}
         self._model_versions: dict[str, int] = {}
+        self._sidecar: SidecarInfo | None = None  # set on the sender thread once it found one
         self._max_buffer = config.max_buffer_events
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
@@ -129,7 +114,8 @@ class Run:
                 return None
             if sidecar != "auto":
                 return sidecar
-            return locate_or_start(self.layout, node)
+            self._sidecar = locate_or_start(self.layout, node)
+            return self._sidecar.endpoint if self._sidecar is not None else None
 
         return Sender(
             layout=self.layout,
@@ -484,7 +470,8 @@ class Run:
         self, create_graph: bool = False, create_svg: bool = False, status: RunStatus = "finished"
     ) -> RunReport:
         """Deliver everything (acked by the sidecar or spilled to the spool), write this rank's
-        done marker, and merge the run if this is the last rank to end. Idempotent."""
+        done marker, and, on the last rank to end, wait (bounded) for the merge that runs in
+        another process (see ``rank.ending``). Idempotent."""
         if self._ended_report is not None:
             return self._ended_report
         self._active = False
@@ -498,26 +485,14 @@ class Run:
         if self._fork_child:  # the parent owns the rank's end: only this stream is flushed
             self._ended_report = report
             return report
-        if stats.events_spilled:
+        if stats.events_spilled and self.config.sidecar != "off":
             report.problems.append(
                 f"{stats.events_spilled} events went to the spool (sidecar slow or gone); "
                 "they are merged from there"
             )
         self._write_done(status, end_ns, stats, create_graph, create_svg)
-        if self.config.auto_merge:
-            from yprov_hpc.merge import merge_if_complete
-
-            try:
-                result = merge_if_complete(self.layout, self.placement.world_size)
-            except Exception as exc:  # the data is safe in journals; say how to merge by hand
-                log.exception("yprov: merge failed")
-                report.problems.append(f"merge failed ({exc}); run: yprov merge {self.layout.root}")
-                result = None
-            if result is not None:
-                report.merged = True
-                report.documents = result.documents
-                report.collection = result.collection
-                report.problems.extend(result.problems)
+        cfg = self.config
+        conclude(report, self.layout, self.placement.world_size, cfg.merge, cfg.merge_wait_s, self._sidecar)
         for problem in report.problems:
             log.warning("yprov: rank %d: %s", self.rank, problem)
         self._ended_report = report
@@ -535,7 +510,4 @@ class Run:
             "create_graph": graph,
             "create_svg": svg,
         }
-        path = self.layout.done_marker(self.rank)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(marker))
-        os.replace(tmp, path)
+        write_json_atomic(self.layout.done_marker(self.rank), marker)
