@@ -13,6 +13,7 @@ In mode ``job`` a batch script merges and nobody waits; in mode ``off`` nothing 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from yprov_hpc.core.atomic import write_json_atomic
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.core.merge_state import MergeState, read_merge_state, wait_for_merge
 from yprov_hpc.rank.sender import SenderStats
@@ -29,11 +31,14 @@ from yprov_hpc.wire.records import MAX_WORLD_SIZE
 if TYPE_CHECKING:
     import subprocess
 
+    from yprov_hpc.core.config import Config
     from yprov_hpc.rank.sidecar_client import SidecarInfo
 
-__all__ = ["Ended", "RunReport", "conclude", "ended_ranks", "run_is_complete", "say"]
+__all__ = ["Ended", "RunReport", "conclude", "ended_ranks", "finish", "run_is_complete", "say"]
 
 RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
+
+log = logging.getLogger("yprov_hpc")
 
 _MARKER = re.compile(r"rank(\d{1,7})\.(done|lost)")
 _MAX_MARKER_BYTES = 1 << 16
@@ -223,3 +228,19 @@ def conclude(
     _take(report, layout, state, world_size)
     where = report.collection or layout.root
     say(f"merged {state.ranks} rank(s) in {time.monotonic() - started:.1f} s: {where}")
+
+
+def finish(
+    report: RunReport, layout: RunLayout, config: Config, marker: dict[str, Any], sidecar: SidecarInfo | None
+) -> None:
+    """After delivery: write the done marker (atomically), then ``conclude``; every problem is
+    logged as a warning and kept in ``report``."""
+    spilled = report.delivery.events_spilled
+    if spilled and config.sidecar != "off":
+        report.problems.append(
+            f"{spilled} events went to the spool (sidecar slow or gone); they are merged from there"
+        )
+    write_json_atomic(layout.done_marker(report.rank), marker)
+    conclude(report, layout, int(marker["world_size"]), config.merge, config.merge_wait_s, sidecar)
+    for problem in report.problems:
+        log.warning("yprov: rank %d: %s", report.rank, problem)
