@@ -34,11 +34,14 @@ from yprov_hpc.api import (
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
+    ArtifactTypeError,
     ConfigError,
     DecodeError,
     InvalidArgumentError,
     InvalidKeyError,
+    LimitExceededError,
     MetricValueError,
+    MissingExtraError,
     NoActiveRunError,
     ParamConflictError,
     RunAlreadyActiveError,
@@ -51,12 +54,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactNotFoundError",
+    "ArtifactTypeError",
     "ConfigError",
     "Context",
     "DecodeError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "LimitExceededError",
     "MetricValueError",
+    "MissingExtraError",
     "NoActiveRunError",
     "ParamConflictError",
     "ProvLightningLogger",
