@@ -93,7 +93,12 @@ def __getattr__(name: str) -> Any:
     """``ProvLightningLogger`` is imported on first use: it needs Lightning, which
     ``import yprov_hpc`` must not load."""
     if name == "ProvLightningLogger":
-        from yprov_hpc.integrations.lightning import ProvLightningLogger
-
+        try:
+            from yprov_hpc.integrations.lightning import ProvLightningLogger
+        except ImportError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top in ("lightning", "torch", "numpy"):
+                raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
+            raise
         return ProvLightningLogger
     raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")

@@ -62,8 +62,9 @@ def _torch(feature: str) -> ModuleType:
     try:
         from yprov_hpc.integrations import pytorch
     except ImportError as exc:
-        if exc.name in ("torch", "numpy"):
-            raise MissingExtraError(feature, "torch", exc.name) from None
+        top = (exc.name or "").split(".")[0]
+        if top in ("torch", "numpy"):
+            raise MissingExtraError(feature, "torch", top) from None
         raise
     return pytorch
 
