@@ -71,10 +71,15 @@ def log_model(
 
         table = layer_table(module, sample_input)
         path = run.layout.artifacts_dir(run.rank) / "models" / f"{safe_name(label)}_layers.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, json.dumps(table, indent=1).encode())
-        rel = path.relative_to(run.layout.root).as_posix()
-        info.update(layers=len(table), layers_path=rel, layers_sha256=sha256_file(path))
+        info["layers"] = len(table)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, json.dumps(table, indent=1).encode())
+        except OSError as exc:  # a full disk: the model is still recorded, without its table
+            info["layers_error"] = f"layer table not written: {exc}"[:4096]
+        else:
+            rel = path.relative_to(run.layout.root).as_posix()
+            info.update(layers_path=rel, layers_sha256=sha256_file(path))
     run.emit((int(Kind.MODEL), time.time_ns(), label, ctx, st, info_value("log_model", info)))
 
 

@@ -230,17 +230,67 @@ def conclude(
     say(f"merged {state.ranks} rank(s) in {time.monotonic() - started:.1f} s: {where}")
 
 
-def finish(
-    report: RunReport, layout: RunLayout, config: Config, marker: dict[str, Any], sidecar: SidecarInfo | None
-) -> None:
-    """After delivery: write the done marker (atomically), then ``conclude``; every problem is
-    logged as a warning and kept in ``report``."""
-    spilled = report.delivery.events_spilled
-    if spilled and config.sidecar != "off":
+def directory_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a directory, without following a symlink; None if it is not there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _delivery_problems(report: RunReport, config: Config, root_id: tuple[int, int] | None) -> bool:
+    """Say what went wrong with delivery and the run directory; False if the directory is gone."""
+    stats = report.delivery
+    if stats.events_spilled and config.sidecar != "off":
         report.problems.append(
-            f"{spilled} events went to the spool (sidecar slow or gone); they are merged from there"
+            f"{stats.events_spilled} events went to the spool (sidecar slow or gone); "
+            "they are merged from there"
         )
-    write_json_atomic(layout.done_marker(report.rank), marker)
-    conclude(report, layout, int(marker["world_size"]), config.merge, config.merge_wait_s, sidecar)
+    lost = int(getattr(stats, "events_lost", 0) or 0)  # counted by Senders that track it
+    if lost:
+        report.problems.append(f"{lost} events could not be written anywhere (sidecar and spool failed)")
+    if root_id is not None and directory_id(report.run_dir) == root_id:
+        return True
+    acked = max(0, stats.events - stats.events_spilled)
+    message = (
+        f"the run directory {report.run_dir} was deleted or replaced during the run: "
+        f"{acked} events acknowledged by the sidecar went to a journal that no longer exists, "
+        "and nothing of this rank can be merged"
+    )
+    log.error("yprov: rank %d: %s", report.rank, message)
+    report.problems.append(message)
+    report.merge = "not merged: the run directory is gone"
+    return False
+
+
+def finish(
+    report: RunReport,
+    layout: RunLayout,
+    config: Config,
+    marker: dict[str, Any],
+    sidecar: SidecarInfo | None,
+    root_id: tuple[int, int] | None,
+) -> None:
+    """After delivery: check the run directory, write the done marker (atomically), then
+    ``conclude``. Never raises: every problem is logged as a warning and kept in ``report``."""
+    try:
+        if not _delivery_problems(report, config, root_id):
+            return
+        try:
+            write_json_atomic(layout.done_marker(report.rank), marker)
+        except OSError as exc:
+            report.problems.append(
+                f"could not write the done marker {layout.done_marker(report.rank)} ({exc}); "
+                f"what was delivered is in the journals: run yprov merge {layout.root} once the disk has room"
+            )
+            report.merge = f"not merged: run yprov merge {layout.root}"
+        else:
+            conclude(report, layout, int(marker["world_size"]), config.merge, config.merge_wait_s, sidecar)
+    except Exception as exc:  # the end of a run must not raise into the training script
+        log.exception("yprov: rank %d: end_run failed", report.rank)
+        report.problems.append(
+            f"end_run failed ({type(exc).__name__}: {exc}); run: yprov merge {layout.root}"
+        )
     for problem in report.problems:
         log.warning("yprov: rank %d: %s", report.rank, problem)

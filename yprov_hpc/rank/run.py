@@ -32,7 +32,7 @@ from yprov_hpc.rank import environment
 from yprov_hpc.rank.artifacts import ArtifactStore
 from yprov_hpc.rank.delivery import Delivery, new_delivery
 from yprov_hpc.rank.discovery import Placement
-from yprov_hpc.rank.ending import RunReport, RunStatus, finish, run_is_complete
+from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, finish, run_is_complete
 from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
 from yprov_hpc.rank.values import (
     context_value,
@@ -89,6 +89,7 @@ class Run:
                 f"{self.layout.root} already holds a finished run; use a new run id "
                 f"(unset {ENV_RUN_ID} or pass another run_id)",
             )
+        self._root_id = directory_id(self.layout.root)
         self.rank = placement.rank
         self.stream = secrets.randbits(63)
         self.started_ns = _time_ns()
@@ -352,8 +353,13 @@ class Run:
             flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
             self._buffer.append((int(Kind.RUN_END), end_ns, status, flags))
         self._buffer.append((int(Kind.BYE), end_ns, {"pid": os.getpid()}))
-        stats = self._sender.close(self.config.end_timeout_s)
-        report = RunReport(self.layout.root, self.rank, status, stats)
+        problems = []
+        try:
+            stats = self._sender.close(self.config.end_timeout_s)
+        except Exception as exc:  # never into training: what was not delivered is counted below
+            log.exception("yprov: delivery at end_run failed")
+            stats, problems = self._sender.stats, [f"delivery at end_run failed: {exc}"]
+        report = RunReport(self.layout.root, self.rank, status, stats, problems=problems)
         if self._fork_child:  # the parent owns the rank's end: only this stream is flushed
             self._ended_report = report
             return report
@@ -368,6 +374,6 @@ class Run:
             "create_graph": bool(create_graph),
             "create_svg": bool(create_svg),
         }
-        finish(report, self.layout, self.config, marker, self._sidecar)
+        finish(report, self.layout, self.config, marker, self._sidecar, self._root_id)
         self._ended_report = report
         return report
