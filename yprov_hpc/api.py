@@ -20,9 +20,10 @@ from typing import Any
 from yprov_hpc.core import config as _config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import NoActiveRunError, RunAlreadyActiveError
-from yprov_hpc.rank.discovery import discover, shared_run_key
+from yprov_hpc.rank.discovery import discover
 from yprov_hpc.rank.ending import RunReport
-from yprov_hpc.rank.run import Run, new_run_id
+from yprov_hpc.rank.run import Run
+from yprov_hpc.rank.run_ids import choose_run_id
 
 log = logging.getLogger("yprov_hpc")
 
@@ -84,8 +85,7 @@ def start_run(
         }
     )
     placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)
-    rid = cfg.run_id or shared_run_key(placement, proposal=new_run_id()) or new_run_id()
-    run = Run(cfg, placement, rid)
+    run = Run(cfg, placement, choose_run_id(cfg, placement))
     _active = run
     _ended = False
     _install_hooks(cfg.handle_sigterm)

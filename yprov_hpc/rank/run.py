@@ -12,27 +12,25 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from yprov_hpc.core.config import ENV_RUN_ID, Config
+from yprov_hpc.core.config import Config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
-    ConfigError,
     InvalidArgumentError,
     MissingExtraError,
     NoActiveRunError,
     ParamConflictError,
 )
-from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank import environment
 from yprov_hpc.rank.artifacts import ArtifactStore
 from yprov_hpc.rank.delivery import Delivery, new_delivery
 from yprov_hpc.rank.discovery import Placement
-from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, finish, run_is_complete
+from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, finish
+from yprov_hpc.rank.run_ids import open_run_directory
 from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
 from yprov_hpc.rank.values import (
     context_value,
@@ -69,11 +67,6 @@ def _torch(feature: str) -> ModuleType:
     return pytorch
 
 
-def new_run_id() -> str:
-    """A fresh run id: UTC time plus randomness, safe in file names and PROV identifiers."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
 class Run:
     """One rank's recording. Created by ``start_run``; usable as a context manager."""
 
@@ -81,14 +74,7 @@ class Run:
         self.config = config
         self.placement = placement
         self.run_id = run_id
-        self.layout = RunLayout.create(config.save_dir, config.experiment, run_id, config.run_dir)
-        if run_is_complete(self.layout):
-            raise ConfigError(
-                "run_id",
-                run_id,
-                f"{self.layout.root} already holds a finished run; use a new run id "
-                f"(unset {ENV_RUN_ID} or pass another run_id)",
-            )
+        self.layout = open_run_directory(config, placement, run_id)
         self._root_id = directory_id(self.layout.root)
         self.rank = placement.rank
         self.stream = secrets.randbits(63)
