@@ -45,7 +45,7 @@ def start_run(
     experiment_name: str | None = None,
     provenance_save_dir: str | os.PathLike[str] | None = None,
     collect_all_processes: bool = False,
-    save_after_n_logs: int | None = 100,
+    save_after_n_logs: int | None = None,
     rank: int | None = None,
     *,
     world_size: int | None = None,
@@ -62,9 +62,10 @@ def start_run(
     Arguments and their order are those of yProv4ML's ``prov4ml.start_run``. Every rank
     records (there is no rank-0-only mode); ``collect_all_processes=True`` additionally writes
     one combined document with every rank's document as a bundle. ``save_after_n_logs`` is
-    the number of buffered events that wakes the sender to ship a batch (events also ship
-    every 0.25 s). The keyword-only settings override ``YPROV_*`` variables (see
-    docs/configuration.md). Usable as ``with start_run(...) as run:``.
+    the number of buffered events that wakes the sender to ship a batch (default 100, or
+    ``YPROV_BATCH_EVENTS``; events also ship every 0.25 s). Arguments override ``YPROV_*``
+    variables, and every variable is checked here (see docs/configuration.md); ``merge`` is
+    "auto", "job" or "off". Usable as ``with start_run(...) as run:``.
     """
     global _active, _ended
     if _active is not None and _active.active:
