@@ -69,7 +69,42 @@ def test_a_pinned_run_id_of_another_job_is_refused(save_dir: Path, monkeypatch: 
     start(save_dir, "pinned", rank=0, world_size=2, run_id="shared", merge="off")
     prov4ml.end_run()  # rank 1 of job 1001 has not ended: the run is not finished
     monkeypatch.setenv("SLURM_JOB_ID", "1002")
-    with pytest.raises(prov4ml.ConfigError, match=r"belongs to another job \(slurm1001, not slurm1002\)"):
+    with pytest.raises(prov4ml.ConfigError, match=r"belongs to another job \(slurm 1001, not slurm 1002\)"):
         start(save_dir, "pinned", rank=1, world_size=2, run_id="shared")
     monkeypatch.setenv("SLURM_JOB_ID", "1001")
     start(save_dir, "pinned", rank=1, world_size=2, run_id="shared", merge="off")  # its own job may
+
+
+_CRASH = """
+import os, sys, yprov_hpc as prov4ml
+try:
+    prov4ml.start_run("www.example.org", "crash", sys.argv[1], run_id="pinned", sidecar="off")
+except prov4ml.ConfigError as exc:
+    print("refused:", exc.reason)
+    sys.exit(0)
+prov4ml.log_metric("loss", 1.0)
+os._exit(0)  # dies without end_run: no done marker
+"""
+
+
+def test_a_pinned_run_id_of_an_earlier_process_is_refused(tmp_path: Path) -> None:
+    """A lone process that reuses the pinned run id of one that died is refused, not mixed in:
+    rank 0 of that run was started by another job."""
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASH)
+    outs = [
+        subprocess.run(
+            [PYTHON, str(script), str(tmp_path / "prov")],
+            env=python_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for _ in range(2)
+    ]
+    assert [o.returncode for o in outs] == [0, 0], outs[1].stderr
+    assert outs[0].stdout == ""
+    assert (
+        outs[1].stdout.startswith("refused: rank 0 of ")
+        and "was already started by another job" in outs[1].stdout
+    )

@@ -117,6 +117,10 @@ class RunLayout:
         """Written for a rank that died without end_run (by whoever noticed)."""
         return self.journal_dir / f"rank{rank}.lost"
 
+    def rank_start(self, rank: int) -> Path:
+        """Which job started this rank in the run directory (see ``rank.run_ids``)."""
+        return self.journal_dir / f"rank{rank}.start"
+
     @property
     def owner(self) -> Path:
         """Which job created the run directory (see ``rank.run_ids``)."""

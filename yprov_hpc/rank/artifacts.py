@@ -20,14 +20,21 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from yprov_hpc.core.errors import ArtifactTypeError
+from yprov_hpc.core.errors import ArtifactNotFoundError, ArtifactTypeError, InvalidArgumentError
 from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.rank.values import info_value, name_value, timestamp_value, where
+from yprov_hpc.wire.records import Kind
 
-__all__ = ["ArtifactStore", "Scanned", "Stored", "scan"]
+if TYPE_CHECKING:
+    from yprov_hpc.core.context import Context
+    from yprov_hpc.rank.run import Run
+
+__all__ = ["ArtifactStore", "Scanned", "Stored", "log_artifact", "record_model_version_file", "scan"]
 
 log = logging.getLogger("yprov_hpc")
 
@@ -222,3 +229,50 @@ class ArtifactStore:
         else:
             os.replace(staging, dest)
         return dest.relative_to(self._layout.root).as_posix()
+
+
+# --- the verbs (Run's methods of the same names call these) -------------------------------------
+def log_artifact(
+    run: Run,
+    store: ArtifactStore,
+    artifact_path: str | os.PathLike[str],
+    context: Context | str | None,
+    step: int | None,
+    timestamp: float | None,
+) -> None:
+    """Record a file or directory (see ``Run.log_artifact``)."""
+    if not isinstance(artifact_path, (str, os.PathLike)):
+        raise InvalidArgumentError("log_artifact", "artifact_path", artifact_path, "a path")
+    key = name_value("log_artifact", os.fspath(artifact_path))
+    ctx, st = where("log_artifact", context, step)
+    ts = timestamp_value("log_artifact", timestamp)
+    src = Path(artifact_path)
+    if not src.exists():
+        raise ArtifactNotFoundError(str(artifact_path))
+    info = store.store(src).info(src)
+    info["user_timestamp"] = ts
+    run.emit((int(Kind.ARTIFACT), time.time_ns(), key, ctx, st, info_value("log_artifact", info)))
+
+
+def record_model_version_file(
+    run: Run,
+    store: ArtifactStore,
+    path: Path,
+    model_name: str,
+    context: Context | str | None,
+    step: int | None,
+) -> None:
+    """Record a checkpoint file someone else wrote (see ``Run.record_model_version_file``)."""
+    model_name = name_value("record_model_version_file", model_name)
+    ctx, st = where("record_model_version_file", context, step)
+    src = Path(path)
+    stored = store.store(src)
+    info = {
+        "version": run.next_model_version(model_name),
+        "path": stored.stored,
+        "source_path": str(src.absolute()),
+        "size_bytes": stored.size_bytes,
+        "sha256": stored.sha256,
+        "format": src.suffix.lstrip(".") or "file",
+    }
+    run.emit((int(Kind.MODEL_VERSION), time.time_ns(), model_name, ctx, st, info))

@@ -32,9 +32,20 @@ if TYPE_CHECKING:
     import subprocess
 
     from yprov_hpc.core.config import Config
+    from yprov_hpc.rank.discovery import Placement
     from yprov_hpc.rank.sidecar_client import SidecarInfo
 
-__all__ = ["Ended", "RunReport", "conclude", "ended_ranks", "finish", "run_is_complete", "say"]
+__all__ = [
+    "Ended",
+    "RunReport",
+    "conclude",
+    "directory_id",
+    "done_marker",
+    "ended_ranks",
+    "finish",
+    "run_is_complete",
+    "say",
+]
 
 RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
 
@@ -237,6 +248,22 @@ def directory_id(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
+
+
+def done_marker(
+    report: RunReport, placement: Placement, stream: int, end_ns: int, flags: dict[str, bool]
+) -> dict[str, Any]:
+    """What ``journal/rank<r>.done`` says: who ended, how, when, and how delivery fared."""
+    return {
+        "rank": report.rank,
+        "status": report.status,
+        "world_size": placement.world_size,
+        "node": placement.node,
+        "stream": stream,
+        "ended_ts_ns": end_ns,
+        "delivery": report.delivery.as_dict(),
+        **flags,
+    }
 
 
 def _delivery_problems(report: RunReport, config: Config, root_id: tuple[int, int] | None) -> bool:

@@ -19,30 +19,19 @@ from typing import TYPE_CHECKING, Any
 from yprov_hpc.core.config import Config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
-    ArtifactNotFoundError,
     InvalidArgumentError,
     MissingExtraError,
     NoActiveRunError,
     ParamConflictError,
 )
-from yprov_hpc.rank import environment
+from yprov_hpc.rank import artifacts, environment, values
 from yprov_hpc.rank.artifacts import ArtifactStore
 from yprov_hpc.rank.delivery import Delivery, new_delivery
 from yprov_hpc.rank.discovery import Placement
-from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, finish
+from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, done_marker, finish
 from yprov_hpc.rank.run_ids import open_run_directory
-from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
-from yprov_hpc.rank.values import (
-    context_value,
-    info_value,
-    metric_value,
-    name_value,
-    param_value,
-    same_param,
-    step_value,
-    timestamp_value,
-    where,
-)
+from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts  # the hot path's names
+from yprov_hpc.rank.values import context_value, metric_value, name_value, step_value
 from yprov_hpc.wire.records import Event, Kind
 
 if TYPE_CHECKING:
@@ -108,7 +97,7 @@ class Run:
     def _emit_environment(self) -> None:
         """Runs on the sender thread: capture the environment without slowing training."""
         try:
-            info = info_value("environment", environment.capture(self.placement))
+            info = values.info_value("environment", environment.capture(self.placement))
         except Exception as exc:  # best effort: a broken probe or an oversized value must not stop delivery
             info = {"error": f"{type(exc).__name__}: {exc}"[:4096]}
         self._buffer.append((int(Kind.ENVIRONMENT), _time_ns(), info))
@@ -120,13 +109,8 @@ class Run:
         self._fork_child = True
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
-        self._buffer.append(
-            (
-                int(Kind.HELLO),
-                _time_ns(),
-                {"pid": os.getpid(), "forked": True, "world_size": self.placement.world_size},
-            )
-        )
+        hello = {"pid": os.getpid(), "forked": True, "world_size": self.placement.world_size}
+        self._buffer.append((int(Kind.HELLO), _time_ns(), hello))
         self._sender.start()
 
     # --- state -----------------------------------------------------------------------------
@@ -198,10 +182,10 @@ class Run:
         """Record a one-time input of the run. Logging the same key again with another value raises."""
         self._check("log_param")
         key = name_value("log_param", key)
-        stored = param_value(value)
+        stored = values.param_value(value)
         old = self._params.get(key)
         if old is not None:
-            if not same_param(old, stored):
+            if not values.same_param(old, stored):
                 raise ParamConflictError(key, old[0], stored[0])
             return
         self._params[key] = stored
@@ -220,14 +204,14 @@ class Run:
         """Record the seconds since start_run under ``label`` (a series, like a metric)."""
         self._check("log_current_execution_time")
         label = name_value("log_current_execution_time", label)
-        ctx, st = where("log_current_execution_time", context, step)
+        ctx, st = values.where("log_current_execution_time", context, step)
         elapsed = time.monotonic() - self._started_monotonic
         self.emit((int(Kind.EXEC_TIME), _time_ns(), label, elapsed, ctx, st))
 
     def _mark(self, call: str, what: str, context: Context | str | None, step: int | None) -> None:
         if not self._active:
             raise NoActiveRunError(call, "the run has ended")
-        ctx, st = where(call, context, step)
+        ctx, st = values.where(call, context, step)
         self.emit((_MARK, _time_ns(), what, ctx, st))
 
     def log_system_metrics(self, context: Context | str | None = None, step: int | None = None) -> None:
@@ -249,17 +233,7 @@ class Run:
         its size and sha256; larger ones are referenced in place with their hash. Devices, FIFOs
         and sockets are refused (``ArtifactTypeError``); see ``rank.artifacts``."""
         self._check("log_artifact")
-        if not isinstance(artifact_path, (str, os.PathLike)):
-            raise InvalidArgumentError("log_artifact", "artifact_path", artifact_path, "a path")
-        key = name_value("log_artifact", os.fspath(artifact_path))
-        ctx, st = where("log_artifact", context, step)
-        ts = timestamp_value("log_artifact", timestamp)
-        src = Path(artifact_path)
-        if not src.exists():
-            raise ArtifactNotFoundError(str(artifact_path))
-        info = self._artifacts.store(src).info(src)
-        info["user_timestamp"] = ts
-        self.emit((int(Kind.ARTIFACT), _time_ns(), key, ctx, st, info_value("log_artifact", info)))
+        artifacts.log_artifact(self, self._artifacts, artifact_path, context, step, timestamp)
 
     def next_model_version(self, model_name: str) -> int:
         """The next version number of ``model_name`` in this rank (1, 2, ...)."""
@@ -273,18 +247,7 @@ class Run:
         """Record a checkpoint file written by someone else (Lightning) as the next version of
         ``model_name``: hashed, and copied into the run directory up to the artifact size limit."""
         self._check("record_model_version_file")
-        model_name = name_value("record_model_version_file", model_name)
-        ctx, st = where("record_model_version_file", context, step)
-        stored = self._artifacts.store(Path(path))
-        info = {
-            "version": self.next_model_version(model_name),
-            "path": stored.stored,
-            "source_path": str(Path(path).absolute()),
-            "size_bytes": stored.size_bytes,
-            "sha256": stored.sha256,
-            "format": Path(path).suffix.lstrip(".") or "file",
-        }
-        self.emit((int(Kind.MODEL_VERSION), _time_ns(), model_name, ctx, st, info))
+        artifacts.record_model_version_file(self, self._artifacts, path, model_name, context, step)
 
     # --- PyTorch: in integrations.pytorch (torch is imported on first use, never by `import yprov_hpc`)
     def log_model(
@@ -335,8 +298,8 @@ class Run:
             return self._ended_report
         self._active = False
         end_ns = _time_ns()
+        flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
         if not self._fork_child:
-            flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
             self._buffer.append((int(Kind.RUN_END), end_ns, status, flags))
         self._buffer.append((int(Kind.BYE), end_ns, {"pid": os.getpid()}))
         problems = []
@@ -349,17 +312,7 @@ class Run:
         if self._fork_child:  # the parent owns the rank's end: only this stream is flushed
             self._ended_report = report
             return report
-        marker = {
-            "rank": self.rank,
-            "status": status,
-            "world_size": self.placement.world_size,
-            "node": self.placement.node,
-            "stream": self.stream,
-            "ended_ts_ns": end_ns,
-            "delivery": stats.as_dict(),
-            "create_graph": bool(create_graph),
-            "create_svg": bool(create_svg),
-        }
+        marker = done_marker(report, self.placement, self.stream, end_ns, flags)
         finish(report, self.layout, self.config, marker, self._sidecar, self._root_id)
         self._ended_report = report
         return report

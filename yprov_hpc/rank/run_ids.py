@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,13 +60,15 @@ def choose_run_id(config: Config, placement: Placement) -> str:
     return new_run_id()
 
 
-def owner_key(placement: Placement, env: dict[str, str] | None = None) -> str:
-    """The job a run directory belongs to: the Slurm job, else the launcher's shared key, else
-    this process (pid and start time)."""
+def owner_key(placement: Placement, env: Mapping[str, str] | None = None) -> str:
+    """The job a rank belongs to: its Slurm job or torchrun run (the same on every rank: a
+    *job-wide* key), else the launcher's shared key, else this process (pid and start time)."""
     environ = os.environ if env is None else env
     if environ.get("SLURM_JOB_ID"):
-        return f"slurm{environ['SLURM_JOB_ID']}"
-    key = shared_run_key(placement, env=dict(environ))
+        return f"slurm {environ['SLURM_JOB_ID']}"
+    if environ.get("TORCHELASTIC_RUN_ID", "none") != "none":
+        return f"torchrun {environ['TORCHELASTIC_RUN_ID']}"
+    key = shared_run_key(placement, env=environ)
     if key is not None:
         return key
     import psutil
@@ -77,7 +80,11 @@ def owner_key(placement: Placement, env: dict[str, str] | None = None) -> str:
     return f"process {placement.node}:{os.getpid()}:{started:.2f}"
 
 
-def _read_owner(path: Path) -> str | None:
+def _job_wide(key: str) -> bool:
+    return key.startswith(("slurm ", "torchrun "))
+
+
+def _read_job(path: Path) -> str | None:
     try:
         with open(path, "rb") as f:
             data: Any = json.loads(f.read(_MAX_OWNER_BYTES))
@@ -87,39 +94,48 @@ def _read_owner(path: Path) -> str | None:
     return job if isinstance(job, str) else None
 
 
-def _claim(layout: RunLayout, job: str) -> str:
-    """Record ``job`` as the directory's owner unless one is recorded; return the owner."""
-    path = layout.owner
-    tmp = path.with_name(f".owner.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+def _claim(path: Path, record: dict[str, Any]) -> str:
+    """Write ``record`` to ``path`` unless a record is there; return the job recorded there."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "x") as f:
-            json.dump({"job": job, "pid": os.getpid(), "created_ts_ns": time.time_ns()}, f)
+            json.dump(record, f)
         try:
-            os.link(tmp, path)  # atomic and exclusive: the first rank of the job wins
-            return job
+            os.link(tmp, path)  # atomic and exclusive: the first one wins
+            return str(record["job"])
         except FileExistsError:
             pass
     finally:
         tmp.unlink(missing_ok=True)
-    for _ in range(50):  # the file is complete once linked; a read can only miss on I/O trouble
-        owner = _read_owner(path)
-        if owner is not None:
-            return owner
+    for _ in range(50):  # a linked file is complete; a read can only miss on I/O trouble
+        job = _read_job(path)
+        if job is not None:
+            return job
         time.sleep(0.01)
-    return "(an unreadable owner record)"
+    return "(an unreadable record)"
 
 
 def open_run_directory(config: Config, placement: Placement, run_id: str) -> RunLayout:
-    """Create (or join) the run directory; ConfigError if it holds an ended run or belongs to
-    another job."""
+    """Create (or join) the run directory; ConfigError if it holds an ended run, or belongs to
+    another job: the directory's creator (``journal/owner.json``) is of another Slurm job or
+    torchrun run, or this rank was already started there by another job (``rank<r>.start``)."""
     layout = RunLayout.create(config.save_dir, config.experiment, run_id, config.run_dir)
     hint = f"use a new run id (unset {ENV_RUN_ID} or pass another run_id)"
     if run_is_complete(layout):
         raise ConfigError("run_id", run_id, f"{layout.root} already holds a finished run; {hint}")
     job = owner_key(placement)
-    owner = _claim(layout, job)
-    if owner != job:
+    record = {"job": job, "rank": placement.rank, "node": placement.node, "pid": os.getpid()}
+    owner = _claim(layout.owner, {**record, "created_ts_ns": time.time_ns()})
+    if owner != job and _job_wide(owner) and _job_wide(job):
         raise ConfigError(
             "run_id", run_id, f"{layout.root} belongs to another job ({owner}, not {job}); {hint}"
+        )
+    started_by = _claim(layout.rank_start(placement.rank), record)
+    if started_by != job:
+        raise ConfigError(
+            "run_id",
+            run_id,
+            f"rank {placement.rank} of {layout.root} was already started by another job "
+            f"({started_by}); {hint}",
         )
     return layout
