@@ -150,3 +150,14 @@ def test_symlinked_directories_inside_a_directory_are_not_followed(tmp_path: Pat
     (folder / "loop").symlink_to(tmp_path)
     stored = _store(tmp_path, 1 << 20).store(folder)
     assert stored.size_bytes == 1 and "1 symlinked" in stored.note
+
+
+def test_record_model_version_file_checks_its_step(save_dir: Path, tmp_path: Path) -> None:
+    """The checkpoint verb Lightning uses checks its step like every other verb."""
+    ckpt = tmp_path / "epoch=0.ckpt"
+    ckpt.write_bytes(b"weights")
+    run = start(save_dir, sidecar="off")
+    with pytest.raises(prov4ml.InvalidArgumentError, match="step"):
+        run.record_model_version_file(ckpt, "checkpoint", step="3")  # type: ignore[arg-type]
+    with pytest.raises(prov4ml.LimitExceededError, match="step"):
+        run.record_model_version_file(ckpt, "checkpoint", step=2**63)
