@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from yprov_hpc.core.atomic import write_json_atomic
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.core.merge_state import MergeState, read_merge_state, wait_for_merge
 from yprov_hpc.rank.sender import SenderStats
 from yprov_hpc.wire.records import MAX_WORLD_SIZE
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from yprov_hpc.core.config import Config
+    from yprov_hpc.core.merge_state import MergeState
     from yprov_hpc.rank.discovery import Placement
     from yprov_hpc.rank.sidecar_client import SidecarInfo
 
@@ -163,6 +163,8 @@ def _wait(
 ) -> MergeState | None:
     """Wait for a merge recorded after ``since_ns``; start a merge process if the sidecar that
     was to merge dies first. None on timeout or when the merge process failed without a record."""
+    from yprov_hpc.core.merge_state import read_merge_state, wait_for_merge  # only the last rank needs them
+
     deadline = time.monotonic() + wait_s
     proc = None if sidecar is not None else _spawn_finalize(layout, report.rank, report.problems)
     while True:
