@@ -143,6 +143,8 @@ def _spawn_finalize(layout: RunLayout, rank: int, problems: list[str]) -> subpro
     import subprocess  # here: `import yprov_hpc` need not pay for it
 
     cmd = [sys.executable, "-m", "yprov_hpc.finalize", str(layout.root), "--by", f"rank {rank}", "--if-stale"]
+    here = str(Path(__file__).resolve().parents[2])  # where this yprov_hpc is importable from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}
     try:
         with open(layout.merge_log, "ab") as out:
             return subprocess.Popen(  # detached: it finishes the merge even if this process exits
@@ -152,6 +154,7 @@ def _spawn_finalize(layout: RunLayout, rank: int, problems: list[str]) -> subpro
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env=env,
             )
     except OSError as exc:
         problems.append(f"could not start the merge process ({exc}); run: yprov merge {layout.root}")
