@@ -161,3 +161,10 @@ def test_record_model_version_file_checks_its_step(save_dir: Path, tmp_path: Pat
         run.record_model_version_file(ckpt, "checkpoint", step="3")  # type: ignore[arg-type]
     with pytest.raises(prov4ml.LimitExceededError, match="step"):
         run.record_model_version_file(ckpt, "checkpoint", step=2**63)
+
+
+def test_an_unhashable_context_is_a_typed_error(save_dir: Path) -> None:
+    """A list as context raises InvalidArgumentError naming the context, not a bare TypeError."""
+    start(save_dir, sidecar="off")
+    with pytest.raises(prov4ml.InvalidArgumentError, match="context"):
+        prov4ml.log_metric("loss", 1.0, context=["training"])  # type: ignore[arg-type]

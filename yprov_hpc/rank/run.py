@@ -161,7 +161,10 @@ class Run:
         if type(value) is not float:
             value = metric_value(key, value)
         if context is not None:
-            context = _plain_contexts.get(context) or context_value(context, "log_metric")
+            try:
+                context = _plain_contexts[context]
+            except (KeyError, TypeError):  # a new context, or not a str at all (even unhashable)
+                context = context_value(context, "log_metric")
         if step is not None and (type(step) is not int or not -(2**63) <= step < 2**63):  # int64
             step = step_value("log_metric", step)
         buf = self._buffer
