@@ -282,6 +282,10 @@ def _delivery_problems(report: RunReport, config: Config, root_id: tuple[int, in
     lost = int(getattr(stats, "events_lost", 0) or 0)  # counted by Senders that track it
     if lost:
         report.problems.append(f"{lost} events could not be written anywhere (sidecar and spool failed)")
+    refused = int(getattr(stats, "events_refused", 0) or 0)
+    if refused:
+        reasons = "; ".join(str(r) for r in list(getattr(stats, "refusals", []) or [])[:3])
+        report.problems.append(f"{refused} events were refused by the sidecar as malformed ({reasons})")
     if root_id is not None and directory_id(report.run_dir) == root_id:
         return True
     acked = max(0, stats.events - stats.events_spilled)
