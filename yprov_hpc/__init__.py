@@ -7,7 +7,8 @@ A drop-in for yProv4ML's ``prov4ml`` API::
     prov4ml.log_metric("loss", 0.3, context=prov4ml.Context.TRAINING, step=1)
     prov4ml.end_run(create_graph=True)
 
-Importing this package is cheap: ZeroMQ, msgpack and everything heavier load when a run starts.
+Importing this package is cheap: ZeroMQ, psutil and subprocess load when a run starts, torch and
+Lightning on first use, and the merge (pyarrow, prov) never in the training process.
 """
 
 from __future__ import annotations
