@@ -7,7 +7,8 @@ A drop-in for yProv4ML's ``prov4ml`` API::
     prov4ml.log_metric("loss", 0.3, context=prov4ml.Context.TRAINING, step=1)
     prov4ml.end_run(create_graph=True)
 
-Importing this package is cheap: ZeroMQ, msgpack and everything heavier load when a run starts.
+Importing this package is cheap: ZeroMQ, psutil and subprocess load when a run starts, torch and
+Lightning on first use, and the merge (pyarrow, prov) never in the training process.
 """
 
 from __future__ import annotations
@@ -34,28 +35,35 @@ from yprov_hpc.api import (
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
+    ArtifactTypeError,
     ConfigError,
     DecodeError,
     InvalidArgumentError,
     InvalidKeyError,
+    LimitExceededError,
     MetricValueError,
+    MissingExtraError,
     NoActiveRunError,
     ParamConflictError,
     RunAlreadyActiveError,
     YProvError,
 )
-from yprov_hpc.rank.run import Run, RunReport
+from yprov_hpc.rank.ending import RunReport
+from yprov_hpc.rank.run import Run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactNotFoundError",
+    "ArtifactTypeError",
     "ConfigError",
     "Context",
     "DecodeError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "LimitExceededError",
     "MetricValueError",
+    "MissingExtraError",
     "NoActiveRunError",
     "ParamConflictError",
     "ProvLightningLogger",
@@ -86,7 +94,12 @@ def __getattr__(name: str) -> Any:
     """``ProvLightningLogger`` is imported on first use: it needs Lightning, which
     ``import yprov_hpc`` must not load."""
     if name == "ProvLightningLogger":
-        from yprov_hpc.integrations.lightning import ProvLightningLogger
-
+        try:
+            from yprov_hpc.integrations.lightning import ProvLightningLogger
+        except ImportError as exc:
+            top = (exc.name or "").split(".")[0]
+            if top in ("lightning", "torch", "numpy"):
+                raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
+            raise
         return ProvLightningLogger
     raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")

@@ -20,8 +20,10 @@ from typing import Any
 from yprov_hpc.core import config as _config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import NoActiveRunError, RunAlreadyActiveError
-from yprov_hpc.rank.discovery import discover, shared_run_key
-from yprov_hpc.rank.run import Run, RunReport, new_run_id
+from yprov_hpc.rank.discovery import discover
+from yprov_hpc.rank.ending import RunReport
+from yprov_hpc.rank.run import Run
+from yprov_hpc.rank.run_ids import choose_run_id
 
 log = logging.getLogger("yprov_hpc")
 
@@ -43,7 +45,7 @@ def start_run(
     experiment_name: str | None = None,
     provenance_save_dir: str | os.PathLike[str] | None = None,
     collect_all_processes: bool = False,
-    save_after_n_logs: int | None = 100,
+    save_after_n_logs: int | None = None,
     rank: int | None = None,
     *,
     world_size: int | None = None,
@@ -53,15 +55,17 @@ def start_run(
     end_timeout_s: float | None = None,
     handle_sigterm: bool | None = None,
     auto_merge: bool | None = None,
+    merge: str | None = None,
 ) -> Run:
     """Start recording this rank's provenance and return its Run.
 
     Arguments and their order are those of yProv4ML's ``prov4ml.start_run``. Every rank
     records (there is no rank-0-only mode); ``collect_all_processes=True`` additionally writes
     one combined document with every rank's document as a bundle. ``save_after_n_logs`` is
-    the number of buffered events that wakes the sender to ship a batch (events also ship
-    every 0.25 s). The keyword-only settings override ``YPROV_*`` variables (see
-    docs/configuration.md). Usable as ``with start_run(...) as run:``.
+    the number of buffered events that wakes the sender to ship a batch (default 100, or
+    ``YPROV_BATCH_EVENTS``; events also ship every 0.25 s). Arguments override ``YPROV_*``
+    variables, and every variable is checked here (see docs/configuration.md); ``merge`` is
+    "auto", "job" or "off". Usable as ``with start_run(...) as run:``.
     """
     global _active, _ended
     if _active is not None and _active.active:
@@ -78,11 +82,11 @@ def start_run(
             "end_timeout_s": end_timeout_s,
             "handle_sigterm": handle_sigterm,
             "auto_merge": auto_merge,
+            "merge": merge,
         }
     )
     placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)
-    rid = cfg.run_id or shared_run_key(placement, proposal=new_run_id()) or new_run_id()
-    run = Run(cfg, placement, rid)
+    run = Run(cfg, placement, choose_run_id(cfg, placement))
     _active = run
     _ended = False
     _install_hooks(cfg.handle_sigterm)

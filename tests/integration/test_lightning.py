@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -102,3 +103,23 @@ def test_failed_fit_ends_the_run_as_failed(save_dir: Path) -> None:
     assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == "failed"
     assert entity(doc, "run:rank0.metric.train_loss.training")["yprov:count"] == 1
     assert torch.__version__  # the fit ran on the installed torch
+
+
+def test_fit_twice_in_a_launcher_job_makes_two_runs(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun's variables, a second fit with the same logger starts a second run with its
+    own directory (the job's key and the next ordinal) instead of failing."""
+    for name, value in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+        "TORCHELASTIC_RUN_ID": "fit2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    logger = prov4ml.ProvLightningLogger("www.example.org", "fit2", save_dir, handle_sigterm=False)
+    ids = []
+    for _ in range(2):
+        _one_epoch_trainer(logger).fit(LitMNIST(hidden=8), DataLoader(SyntheticMNIST(64), batch_size=32))
+        ids.append(logger.version)
+    assert ids[0] != ids[1] and str(ids[1]).startswith(str(ids[0]).split("-r")[0] + "-r")
+    for rid in ids:
+        assert (save_dir / f"fit2_{rid}" / "prov_fit2_rank0.json").exists()

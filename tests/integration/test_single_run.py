@@ -117,9 +117,11 @@ def test_embedded_sidecar_stops_after_the_run(save_dir: Path) -> None:
     assert not list(run.run_dir.glob("journal/sidecar-*.json"))
 
 
-def test_missing_graphviz_still_writes_dot(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_graphviz_still_writes_dot(
+    save_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without the dot program, SVG is skipped with a clear message and the DOT file is written."""
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))  # the merge process inherits it
     start(save_dir, "nodot")
     prov4ml.log_metric("x", 1.0)
     report = prov4ml.end_run(create_svg=True)

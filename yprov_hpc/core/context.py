@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import ClassVar
 
-__all__ = ["Context"]
+__all__ = ["MAX_CONTEXT_CHARS", "Context"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+MAX_CONTEXT_CHARS = 1024  # the event schema's MAX_NAME_CHARS (a test pins them equal)
 
 
 class Context(str):
-    """A named phase of the run. ``Context.TRAINING`` etc., or ``Context("finetuning")``.
+    """A named phase of the run. ``Context.TRAINING`` etc., or ``Context("finetuning")``: any
+    non-empty string of at most ``MAX_CONTEXT_CHARS`` characters, kept in lower case.
 
     A Context is a ``str``, so ``context="training"`` works wherever a Context does. Each
     context becomes a PROV activity informed by the run.
@@ -27,11 +27,16 @@ class Context(str):
     def __new__(cls, name: str) -> Context:
         if isinstance(name, Context):
             return name
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not name:
             from yprov_hpc.core.errors import InvalidKeyError
 
             raise InvalidKeyError("Context", name)
-        return super().__new__(cls, name.lower())
+        lowered = name.lower()  # may be longer than name: "İ".lower() is 2 characters
+        if len(lowered) > MAX_CONTEXT_CHARS:
+            from yprov_hpc.core.errors import LimitExceededError
+
+            raise LimitExceededError("Context", "name", name, f"at most {MAX_CONTEXT_CHARS} characters")
+        return super().__new__(cls, lowered)
 
     def __repr__(self) -> str:
         return f"Context({str.__repr__(self)})"

@@ -10,11 +10,14 @@ from typing import Any
 
 __all__ = [
     "ArtifactNotFoundError",
+    "ArtifactTypeError",
     "ConfigError",
     "DecodeError",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "LimitExceededError",
     "MetricValueError",
+    "MissingExtraError",
     "NoActiveRunError",
     "ParamConflictError",
     "RunAlreadyActiveError",
@@ -92,6 +95,45 @@ class ArtifactNotFoundError(YProvError, FileNotFoundError):
     def __init__(self, path: str) -> None:
         self.path = path
         super().__init__(f"log_artifact(): no file or directory at {path!r}")
+
+
+class ArtifactTypeError(YProvError, ValueError):
+    """``log_artifact`` was given a device, FIFO or socket (or a directory holding one): such a
+    "file" has no size or content to copy and hash, and reading one can block or never end."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        super().__init__(
+            f"log_artifact(): {path!r} is a {kind}, not a regular file or directory; "
+            "log a copy of its content instead"
+        )
+
+
+class LimitExceededError(YProvError, ValueError):
+    """A name, value or step is outside the documented bounds (docs/api.md, "Limits")."""
+
+    def __init__(self, call: str, name: str, value: Any, limit: str) -> None:
+        self.call = call
+        self.name = name
+        self.value = value
+        self.limit = limit
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:60] + f"... ({len(value) if hasattr(value, '__len__') else '?'} long)"
+        super().__init__(f"{call}(): {name} {shown} is over the limit: {limit}")
+
+
+class MissingExtraError(YProvError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.missing = missing
+        super().__init__(
+            f"{feature}() needs {missing}, which is not installed: pip install 'yprov-hpc[{extra}]'"
+        )
 
 
 class ConfigError(YProvError, ValueError):

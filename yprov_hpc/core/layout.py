@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from yprov_hpc.core.errors import ConfigError
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 _MAX_IPC_PATH = 100  # sun_path is 108 bytes on Linux, minus "ipc://"
@@ -22,6 +27,32 @@ _MAX_IPC_PATH = 100  # sun_path is 108 bytes on Linux, minus "ipc://"
 def safe_name(text: str) -> str:
     """A file-name-safe form of a node or label name."""
     return _SAFE.sub("_", text) or "_"
+
+
+def _own_directory(path: Path, mode: int) -> None:
+    """Make ``path`` a directory of this user (``mode`` when new; 0700 is enforced), or raise
+    ConfigError: for a symlink, something that is not a directory, or another user's directory."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = "a symbolic link" if os.path.islink(path) else "not a directory"
+            raise ConfigError(
+                "run directory", str(path), f"is {kind}; refusing to follow or use it"
+            ) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise ConfigError(
+                "run directory", str(path), f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
+            )
+        if mode == 0o700 and stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -33,12 +64,23 @@ class RunLayout:
 
     @classmethod
     def create(cls, save_dir: Path, experiment: str, run_id: str, run_dir: Path | None = None) -> RunLayout:
-        """Make the run directory (and its private journal directory, mode 0700): ``run_dir``
-        when a batch script chose it, else ``<save_dir>/<experiment>_<run_id>``."""
+        """Make the run directory (your umask) and its private journal directory (0700):
+        ``run_dir`` when a batch script chose it, else ``<save_dir>/<experiment>_<run_id>``.
+        Neither is ever followed through a symlink or used when another user owns it; every
+        refusal, and a directory that cannot be made, is a ``ConfigError`` naming the path."""
         root = Path(run_dir).absolute() if run_dir else Path(save_dir).absolute() / f"{experiment}_{run_id}"
         layout = cls(root, experiment)
-        layout.journal_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(layout.journal_dir, 0o700)
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            _own_directory(root, 0o755)
+            _own_directory(layout.journal_dir, 0o700)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise ConfigError(
+                "run directory",
+                str(root),
+                f"cannot be created or used ({why}); choose a save directory you can write",
+            ) from None
         return layout
 
     @classmethod
@@ -70,6 +112,24 @@ class RunLayout:
 
     def done_marker(self, rank: int) -> Path:
         return self.journal_dir / f"rank{rank}.done"
+
+    def lost_marker(self, rank: int) -> Path:
+        """Written for a rank that died without end_run (by whoever noticed)."""
+        return self.journal_dir / f"rank{rank}.lost"
+
+    def rank_start(self, rank: int) -> Path:
+        """Which job started this rank in the run directory (see ``rank.run_ids``)."""
+        return self.journal_dir / f"rank{rank}.start"
+
+    @property
+    def owner(self) -> Path:
+        """Which job created the run directory (see ``rank.run_ids``)."""
+        return self.journal_dir / "owner.json"
+
+    @property
+    def merge_log(self) -> Path:
+        """Output of the merge process a rank starts."""
+        return self.journal_dir / "merge.log"
 
     @property
     def merge_claim(self) -> Path:

@@ -1,22 +1,131 @@
-"""PyTorch: models, checkpoints and datasets, described for the PROV documents.
+"""PyTorch: the verbs ``log_model``, ``save_model_version`` and ``log_dataset``, and the
+descriptions of models, checkpoints and datasets they record.
 
-Imported only when ``log_model``, ``save_model_version`` or ``log_dataset`` is called; torch is
-never imported by ``import yprov_hpc``. Everything here runs in the calling (training) thread,
-so it only reads: it never changes the model's mode, weights or RNG state, or a loader's order.
+Imported only when one of those verbs is called (``Run`` delegates to the functions here);
+torch is never imported by ``import yprov_hpc``. Everything here runs in the calling (training)
+thread, so it only reads: it never changes the model's mode, weights or RNG state, or a
+loader's order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from yprov_hpc.core.errors import InvalidArgumentError
+from yprov_hpc.core.layout import safe_name
+from yprov_hpc.rank.values import info_value, name_value, timestamp_value, where
+from yprov_hpc.wire.records import Kind
+
+if TYPE_CHECKING:
+    from yprov_hpc.core.context import Context
+    from yprov_hpc.rank.run import Run
+
 FINGERPRINT_SAMPLES = 3
+
+
+# --- the verbs (Run's methods of the same names call these) -------------------------------------
+def log_model(
+    run: Run,
+    model_label: Any,
+    model: Any,
+    log_model_info: bool = True,
+    log_model_layers: bool = False,
+    is_input: bool = False,
+    sample_input: Any = None,
+    context: Context | str | None = None,
+    step: int | None = None,
+) -> None:
+    """Record a model: parameter counts, memory of parameters/gradients/buffers, dtypes,
+    device, a fingerprint of its weights and, with ``log_model_layers``, a layer table
+    (with input/output shapes when ``sample_input`` is given). Takes (label, model) or, as the
+    paper's example does, (model, label). ``is_input=True`` records a model the run starts
+    from (``used``) rather than one it produced."""
+    if isinstance(model_label, str) and not isinstance(model, str):
+        label, module = model_label, model
+    elif isinstance(model, str):
+        label, module = model, model_label
+    else:
+        raise InvalidArgumentError("log_model", "model_label", model_label, "a str label")
+    if not is_module(module):
+        raise InvalidArgumentError("log_model", "model", module, "a torch.nn.Module")
+    label = name_value("log_model", label)
+    ctx, st = where("log_model", context, step)
+    info: dict[str, Any] = (
+        model_info(module)
+        if log_model_info
+        else {"class": type(module).__qualname__, "state_sha256": state_fingerprint(module.state_dict())}
+    )
+    info["is_input"] = bool(is_input)
+    if log_model_layers:
+        from yprov_hpc.core.atomic import write_bytes_atomic
+        from yprov_hpc.core.hashing import sha256_file
+
+        table = layer_table(module, sample_input)
+        path = run.layout.artifacts_dir(run.rank) / "models" / f"{safe_name(label)}_layers.json"
+        info["layers"] = len(table)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, json.dumps(table, indent=1).encode())
+        except OSError as exc:  # a full disk: the model is still recorded, without its table
+            info["layers_error"] = f"layer table not written: {exc}"[:4096]
+        else:
+            rel = path.relative_to(run.layout.root).as_posix()
+            info.update(layers_path=rel, layers_sha256=sha256_file(path))
+    run.emit((int(Kind.MODEL), time.time_ns(), label, ctx, st, info_value("log_model", info)))
+
+
+def save_model_version(
+    run: Run,
+    model: Any,
+    model_name: str,
+    context: Context | str | None = None,
+    step: int | None = None,
+    timestamp: float | None = None,
+) -> Path:
+    """Save the model's state_dict as the next numbered version of ``model_name`` inside the
+    run directory; versions of one name form a wasDerivedFrom chain. Returns the file."""
+    model_name = name_value("save_model_version", model_name)
+    if not (is_module(model) or isinstance(model, Mapping)):
+        raise InvalidArgumentError("save_model_version", "model", model, "a torch.nn.Module or a state_dict")
+    ctx, st = where("save_model_version", context, step)
+    ts = timestamp_value("save_model_version", timestamp)
+    version = run.next_model_version(model_name)
+    name = safe_name(model_name)
+    path = run.layout.artifacts_dir(run.rank) / "models" / name / f"{name}_v{version}.pt"
+    file_sha, state_sha, size = save_checkpoint(model, path)
+    info = {
+        "version": version,
+        "path": path.relative_to(run.layout.root).as_posix(),
+        "size_bytes": size,
+        "sha256": file_sha,
+        "state_sha256": state_sha,
+        "format": "torch.save(state_dict)",
+        "user_timestamp": ts,
+    }
+    run.emit((int(Kind.MODEL_VERSION), time.time_ns(), model_name, ctx, st, info))
+    return path
+
+
+def log_dataset(run: Run, dataset: Any, label: str, context: Context | str | None = None) -> None:
+    """Record a Dataset or DataLoader as an input of ``context`` (or of the run): samples,
+    batch size, batches per epoch, shuffle, drop_last, workers, sampler (DistributedSampler:
+    replicas and rank), dataset class, transforms, and a content fingerprint."""
+    label = name_value("log_dataset", label)
+    ctx, _ = where("log_dataset", context, None)
+    info = info_value("log_dataset", dataset_info(dataset))
+    run.emit((int(Kind.DATASET), time.time_ns(), label, ctx, info))
+
+
+# --- descriptions -------------------------------------------------------------------------------
 
 
 def _tensor_digest(h: Any, tensor: torch.Tensor) -> None:

@@ -20,10 +20,12 @@ from collections import deque
 from dataclasses import dataclass
 from itertools import repeat, starmap
 
+from yprov_hpc.core.config import DEFAULT_MAX_BUFFER_BYTES
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, encode_batch
 from yprov_hpc.wire.records import Event
 
-DEFAULT_MAX_BUFFER_BYTES = 256 << 20
+__all__ = ["DEFAULT_MAX_BUFFER_BYTES", "INITIAL_BYTES_PER_EVENT", "BufferBound", "Cutter", "Piece"]
+
 INITIAL_BYTES_PER_EVENT = 512
 # In-memory cost of an event beyond its packed bytes: a 6-item tuple (88 B), a float (24 B),
 # a timestamp int (36 B) and a step int (28 B); names and contexts are shared strings.

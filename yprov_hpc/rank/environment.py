@@ -1,24 +1,26 @@
 """What the run ran on: command, entry script, Python, packages, git state, seeds, thread and
 communication settings, host, CPU and GPU models, launcher, CUDA.
 
-Captured once per rank on the sender thread (not the training thread), sent as an
-``ENVIRONMENT`` event. Each probe is best-effort: a failing one leaves its field empty.
+``capture`` runs once per rank on the sender thread (not the training thread), and is sent as
+an ``ENVIRONMENT`` event; each probe is best-effort: a failing one leaves its field empty. Its
+imports (subprocess, importlib.metadata, ...) happen there, not at ``import yprov_hpc``.
+``start_info`` and ``hello_info`` are the cheap facts the run start and hello events carry,
+taken in the training thread.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import os
-import platform
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yprov_hpc.core.hardware import cpu_model, nvidia_gpu_models
 from yprov_hpc.rank.discovery import Placement
+
+if TYPE_CHECKING:
+    from yprov_hpc.core.config import Config
 
 KEY_PACKAGES = (
     "yprov-hpc",
@@ -56,7 +58,55 @@ ENTRY_COPY_MAX_BYTES = 1 << 20  # the entry script is copied into the run up to 
 _MAX_UNTRACKED_LISTED = 200
 
 
+def start_info(config: Config, placement: Placement, run_id: str, stream: int) -> dict[str, Any]:
+    """What the run start event says about the run and this rank."""
+    p = placement
+    return {
+        "run_id": run_id,
+        "namespace": config.namespace,
+        "experiment": config.experiment,
+        "rank": p.rank,
+        "local_rank": p.local_rank,
+        "world_size": p.world_size,
+        "node": p.node,
+        "launcher": p.launcher,
+        "pid": os.getpid(),
+        "stream": stream,
+        "collect_all_processes": config.collect_all_processes,
+        "batch_events": config.batch_events,
+        "parent_run": config.parent_run or "",
+        "slurm_step_id": os.environ.get("SLURM_STEP_ID", ""),
+    }
+
+
+def gpu_hint() -> dict[str, Any]:
+    """Which GPU this rank uses, as far as the rank itself can tell without touching CUDA:
+    CUDA_VISIBLE_DEVICES, and torch's current device if the program already set CUDA up."""
+    hint: dict[str, Any] = {}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        hint["cuda_visible_devices"] = visible[:1024]
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_initialized():
+            hint["cuda_device"] = int(torch.cuda.current_device())
+    except Exception:  # a broken CUDA set-up must not stop the run
+        pass
+    return hint
+
+
+def hello_info(placement: Placement) -> dict[str, Any]:
+    """What the hello event tells the sidecar: the process, the world, the GPU hints."""
+    p = placement
+    hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank, **gpu_hint()}
+    if p.local_world_size is not None:
+        hello["local_world_size"] = p.local_world_size
+    return hello
+
+
 def _git(args: list[str], cwd: Path) -> str | None:
+    import subprocess
+
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -65,6 +115,8 @@ def _git(args: list[str], cwd: Path) -> str | None:
 
 
 def _git_bytes(args: list[str], cwd: Path) -> bytes | None:
+    import subprocess
+
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -149,6 +201,8 @@ def seeds() -> dict[str, Any]:
 
 def hardware() -> dict[str, Any]:
     """CPU model and the NVIDIA GPUs the driver lists."""
+    import platform
+
     info: dict[str, Any] = {"machine": platform.machine(), "cpu_model": cpu_model()}
     gpus = nvidia_gpu_models()
     if gpus:
@@ -172,6 +226,10 @@ def _cuda() -> dict[str, Any]:
 def capture(placement: Placement, script_copy_to: Path | None = None) -> dict[str, Any]:
     """The environment of this rank, as a flat-ish JSON-able dict; ``script_copy_to`` is where
     a bounded copy of the entry script goes (none when not given)."""
+    import getpass
+    import platform
+    from importlib import metadata
+
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] not in ("", "-c") else Path.cwd()
     where = script.parent if script.is_file() else Path.cwd()
     packages = {}

@@ -7,36 +7,35 @@ the sidecar and in the merge.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
-import shutil
-import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from yprov_hpc.core.config import ENV_RUN_ID, Config
+from yprov_hpc.core.config import Config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
-    ArtifactNotFoundError,
-    ConfigError,
     InvalidArgumentError,
-    InvalidKeyError,
+    MissingExtraError,
     NoActiveRunError,
     ParamConflictError,
 )
-from yprov_hpc.core.hashing import sha256_path
-from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.rank import artifacts, environment, values
+from yprov_hpc.rank.artifacts import ArtifactStore
+from yprov_hpc.rank.delivery import Delivery, new_delivery
 from yprov_hpc.rank.discovery import Placement
-from yprov_hpc.rank.sender import Sender, SenderStats
-from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts
-from yprov_hpc.rank.values import context_value, metric_value, param_value, same_param, step_value
-from yprov_hpc.wire.records import Kind
+from yprov_hpc.rank.ending import RunReport, RunStatus, directory_id, done_marker, finish
+from yprov_hpc.rank.run_ids import open_run_directory
+from yprov_hpc.rank.values import PLAIN_CONTEXTS as _plain_contexts  # the hot path's names
+from yprov_hpc.rank.values import context_value, metric_value, name_value, step_value
+from yprov_hpc.wire.records import Event, Kind
+
+if TYPE_CHECKING:
+    from yprov_hpc.rank.sidecar_client import SidecarInfo
 
 log = logging.getLogger("yprov_hpc")
 
@@ -44,46 +43,17 @@ _METRIC = int(Kind.METRIC)
 _MARK = int(Kind.MARK)
 _time_ns = time.time_ns
 
-RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited without end_run"
 
-
-@dataclass
-class RunReport:
-    """What ``end_run`` did: where the provenance went and how delivery fared."""
-
-    run_dir: Path
-    rank: int
-    status: RunStatus
-    delivery: SenderStats
-    merged: bool = False
-    documents: list[Path] = field(default_factory=list)
-    collection: Path | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        where = self.collection or self.run_dir
-        return f"rank {self.rank}: provenance in {where} ({self.status})"
-
-
-def _gpu_hint() -> dict[str, Any]:
-    """Which GPU this rank uses, as far as the rank itself can tell without touching CUDA:
-    CUDA_VISIBLE_DEVICES, and torch's current device if the program already set CUDA up."""
-    hint: dict[str, Any] = {}
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        hint["cuda_visible_devices"] = visible
-    torch = sys.modules.get("torch")
+def _torch(feature: str) -> ModuleType:
+    """The PyTorch integration, or MissingExtraError naming the extra when torch is not installed."""
     try:
-        if torch is not None and torch.cuda.is_initialized():
-            hint["cuda_device"] = int(torch.cuda.current_device())
-    except Exception:  # a broken CUDA set-up must not stop the run
-        pass
-    return hint
-
-
-def new_run_id() -> str:
-    """A fresh run id: UTC time plus randomness, safe in file names and PROV identifiers."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        from yprov_hpc.integrations import pytorch
+    except ImportError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in ("torch", "numpy"):
+            raise MissingExtraError(feature, "torch", top) from None
+        raise
+    return pytorch
 
 
 class Run:
@@ -93,14 +63,8 @@ class Run:
         self.config = config
         self.placement = placement
         self.run_id = run_id
-        self.layout = RunLayout.create(config.save_dir, config.experiment, run_id, config.run_dir)
-        if self.layout.merge_claim.exists():
-            raise ConfigError(
-                "run_id",
-                run_id,
-                f"{self.layout.root} already holds a finished run; use a new run id "
-                f"(unset {ENV_RUN_ID} or pass another run_id)",
-            )
+        self.layout = open_run_directory(config, placement, run_id)
+        self._root_id = directory_id(self.layout.root)
         self.rank = placement.rank
         self.stream = secrets.randbits(63)
         self.started_ns = _time_ns()
@@ -109,74 +73,34 @@ class Run:
         self._fork_child = False
         self._ended_report: RunReport | None = None
         self._params: dict[str, tuple[Any, str]] = {}
-        self._artifact_names: dict[str, str] = {}
+        self._artifacts = ArtifactStore(self.layout, self.rank, config.artifact_copy_max_bytes)
         self._model_versions: dict[str, int] = {}
+        self._sidecar: SidecarInfo | None = None  # set on the sender thread once it found one
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
         self._emit_start()
         self._sender.start()
 
     # --- wiring ----------------------------------------------------------------------------
-    def _new_sender(self) -> Sender:
-        from yprov_hpc.rank.sidecar_client import locate_or_start
+    def _new_sender(self) -> Delivery:
+        def found(info: SidecarInfo | None) -> None:
+            self._sidecar = info
 
-        node = self.placement.node
-        sidecar = self.config.sidecar
-
-        def locate() -> str | None:
-            if sidecar == "off":
-                return None
-            if sidecar != "auto":
-                return sidecar
-            return locate_or_start(self.layout, node)
-
-        return Sender(
-            layout=self.layout,
-            run_id=self.run_id,
-            rank=self.rank,
-            node=node,
-            stream=self.stream,
-            batch_events=self.config.batch_events,
-            flush_interval_s=self.config.flush_interval_s,
-            ack_timeout_s=self.config.ack_timeout_s,
-            max_inflight_batches=self.config.max_inflight_batches,
-            locate=locate,
-            on_connected=self._emit_environment,
-            max_buffer_events=self.config.max_buffer_events,
-        )
+        cfg, layout, p = self.config, self.layout, self.placement
+        return new_delivery(cfg, layout, p, self.run_id, self.stream, self._emit_environment, found)
 
     def _emit_start(self) -> None:
-        p = self.placement
-        info = {
-            "run_id": self.run_id,
-            "namespace": self.config.namespace,
-            "experiment": self.config.experiment,
-            "rank": p.rank,
-            "local_rank": p.local_rank,
-            "world_size": p.world_size,
-            "node": p.node,
-            "launcher": p.launcher,
-            "pid": os.getpid(),
-            "stream": self.stream,
-            "collect_all_processes": self.config.collect_all_processes,
-            "batch_events": self.config.batch_events,
-            "parent_run": self.config.parent_run or "",
-            "slurm_step_id": os.environ.get("SLURM_STEP_ID", ""),
-        }
+        info = environment.start_info(self.config, self.placement, self.run_id, self.stream)
         self._buffer.append((int(Kind.RUN_START), self.started_ns, info))
-        hello = {"pid": os.getpid(), "world_size": p.world_size, "local_rank": p.local_rank, **_gpu_hint()}
-        if p.local_world_size is not None:
-            hello["local_world_size"] = p.local_world_size
-        self._buffer.append((int(Kind.HELLO), self.started_ns, hello))
+        self._buffer.append((int(Kind.HELLO), self.started_ns, environment.hello_info(self.placement)))
 
     def _emit_environment(self) -> None:
         """Runs on the sender thread: capture the environment without slowing training."""
-        from yprov_hpc.rank import environment  # imported here: ~20 ms that `import yprov_hpc` need not pay
-
         try:
-            info = environment.capture(self.placement)
-        except Exception as exc:  # best effort: a broken probe must not stop delivery
-            info = {"error": f"{type(exc).__name__}: {exc}"}
+            copy_to = self.layout.environment_file(self.rank).with_suffix(".entry_script")
+            info = values.info_value("environment", environment.capture(self.placement, copy_to))
+        except Exception as exc:  # best effort: a broken probe or an oversized value must not stop delivery
+            info = {"error": f"{type(exc).__name__}: {exc}"[:4096]}
         self._buffer.append((int(Kind.ENVIRONMENT), _time_ns(), info))
 
     def after_fork_in_child(self) -> None:
@@ -186,13 +110,8 @@ class Run:
         self._fork_child = True
         self._sender = self._new_sender()
         self._buffer = self._sender.buffer
-        self._buffer.append(
-            (
-                int(Kind.HELLO),
-                _time_ns(),
-                {"pid": os.getpid(), "forked": True, "world_size": self.placement.world_size},
-            )
-        )
+        hello = {"pid": os.getpid(), "forked": True, "world_size": self.placement.world_size}
+        self._buffer.append((int(Kind.HELLO), _time_ns(), hello))
         self._sender.start()
 
     # --- state -----------------------------------------------------------------------------
@@ -224,22 +143,33 @@ class Run:
             self.end_run(status=status)
 
     # --- the log verbs -----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        """Append one event (a record's fields, as a tuple) for the sender; for the verbs that
+        live in other modules (PyTorch, artifacts). The hot path inlines the same two lines."""
+        buf = self._buffer
+        buf.append(event)
+        if len(buf) > self._sender.limit:
+            self._sender.relieve()
+
     def log_metric(
         self, key: str, value: float, context: Context | str | None = None, step: int | None = None
     ) -> None:
         """Record one value of a metric series (NaN and inf are kept)."""
         if not self._active:
             raise NoActiveRunError("log_metric", "the run has ended")
-        if type(key) is not str or not key:
-            raise InvalidKeyError("log_metric", key)
+        if type(key) is not str or not 0 < len(key) <= 1024:  # wire.records.MAX_NAME_CHARS
+            key = name_value("log_metric", key)
         if type(value) is not float:
             value = metric_value(key, value)
         if context is not None:
-            context = _plain_contexts.get(context) or context_value(context)
-        if step is not None and type(step) is not int:
+            try:
+                context = _plain_contexts[context]
+            except (KeyError, TypeError):  # a new context, or not a str at all (even unhashable)
+                context = context_value(context, "log_metric")
+        if step is not None and (type(step) is not int or not -(2**63) <= step < 2**63):  # int64
             step = step_value("log_metric", step)
         buf = self._buffer
-        buf.append((_METRIC, _time_ns(), key, value, context, step))
+        buf.append((_METRIC, _time_ns(), key, value, context, step))  # = records.Metric (a test pins it)
         if len(buf) > self._sender.limit:
             self._sender.relieve()
 
@@ -255,16 +185,15 @@ class Run:
     def log_param(self, key: str, value: Any) -> None:
         """Record a one-time input of the run. Logging the same key again with another value raises."""
         self._check("log_param")
-        if type(key) is not str or not key:
-            raise InvalidKeyError("log_param", key)
-        stored = param_value(value)
+        key = name_value("log_param", key)
+        stored = values.param_value(value)
         old = self._params.get(key)
         if old is not None:
-            if not same_param(old, stored):
+            if not values.same_param(old, stored):
                 raise ParamConflictError(key, old[0], stored[0])
             return
         self._params[key] = stored
-        self._buffer.append((int(Kind.PARAM), _time_ns(), key, stored[0], stored[1]))
+        self.emit((int(Kind.PARAM), _time_ns(), key, stored[0], stored[1]))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Record several params."""
@@ -278,21 +207,16 @@ class Run:
     ) -> None:
         """Record the seconds since start_run under ``label`` (a series, like a metric)."""
         self._check("log_current_execution_time")
-        if type(label) is not str or not label:
-            raise InvalidKeyError("log_current_execution_time", label)
-        ctx = None if context is None else context_value(context)
-        st = None if step is None else step_value("log_current_execution_time", step)
+        label = name_value("log_current_execution_time", label)
+        ctx, st = values.where("log_current_execution_time", context, step)
         elapsed = time.monotonic() - self._started_monotonic
-        self._buffer.append((int(Kind.EXEC_TIME), _time_ns(), label, elapsed, ctx, st))
+        self.emit((int(Kind.EXEC_TIME), _time_ns(), label, elapsed, ctx, st))
 
     def _mark(self, call: str, what: str, context: Context | str | None, step: int | None) -> None:
         if not self._active:
             raise NoActiveRunError(call, "the run has ended")
-        if context is not None:
-            context = _plain_contexts.get(context) or context_value(context)
-        if step is not None and type(step) is not int:
-            step = step_value(call, step)
-        self._buffer.append((_MARK, _time_ns(), what, context, step))
+        ctx, st = values.where(call, context, step)
+        self.emit((_MARK, _time_ns(), what, ctx, st))
 
     def log_system_metrics(self, context: Context | str | None = None, step: int | None = None) -> None:
         """Mark this moment; the node sidecar's samples at the mark become this rank's system metrics."""
@@ -310,48 +234,26 @@ class Run:
         timestamp: float | None = None,
     ) -> None:
         """Record a file or directory: copied into the run directory (up to the size limit) with
-        its size and sha256; larger ones are referenced in place with their hash."""
+        its size and sha256; larger ones are referenced in place with their hash. Devices, FIFOs
+        and sockets are refused (``ArtifactTypeError``); see ``rank.artifacts``."""
         self._check("log_artifact")
-        if not isinstance(artifact_path, (str, os.PathLike)):
-            raise InvalidArgumentError("log_artifact", "artifact_path", artifact_path, "a path")
-        src = Path(artifact_path)
-        if not src.exists():
-            raise ArtifactNotFoundError(str(artifact_path))
-        ctx = None if context is None else context_value(context)
-        st = None if step is None else step_value("log_artifact", step)
-        if timestamp is not None and not isinstance(timestamp, (int, float)):
-            raise InvalidArgumentError("log_artifact", "timestamp", timestamp, "seconds since the epoch")
-        digest, size = sha256_path(src)
-        stored: str | None = None
-        if size <= self.config.artifact_copy_max_bytes:
-            stored = self._store_artifact(src, digest)
-        info = {
-            "source": str(src.absolute()),
-            "stored": stored or "",
-            "size_bytes": size,
-            "sha256": digest,
-            "is_dir": src.is_dir(),
-            "user_timestamp": timestamp,
-        }
-        self._buffer.append((int(Kind.ARTIFACT), _time_ns(), str(artifact_path), ctx, st, info))
+        artifacts.log_artifact(self, self._artifacts, artifact_path, context, step, timestamp)
 
-    def _store_artifact(self, src: Path, digest: str) -> str:
-        base = self.layout.artifacts_dir(self.rank)
-        name = safe_name(src.name)
-        seen = self._artifact_names.get(name)
-        if seen is not None and seen != digest:  # same name, new content: keep both versions
-            name = f"{name}.{digest[:12]}"
-        self._artifact_names.setdefault(safe_name(src.name), digest)
-        dest = base / name
-        base.mkdir(parents=True, exist_ok=True)
-        if not dest.exists():
-            if src.is_dir():
-                shutil.copytree(src, dest)
-            else:
-                shutil.copy2(src, dest)
-        return dest.relative_to(self.layout.root).as_posix()
+    def next_model_version(self, model_name: str) -> int:
+        """The next version number of ``model_name`` in this rank (1, 2, ...)."""
+        version = self._model_versions.get(model_name, 0) + 1
+        self._model_versions[model_name] = version
+        return version
 
-    # --- PyTorch (torch is imported here, on first use, never by `import yprov_hpc`) ------------
+    def record_model_version_file(
+        self, path: Path, model_name: str, context: Context | str | None = None, step: int | None = None
+    ) -> None:
+        """Record a checkpoint file written by someone else (Lightning) as the next version of
+        ``model_name``: hashed, and copied into the run directory up to the artifact size limit."""
+        self._check("record_model_version_file")
+        artifacts.record_model_version_file(self, self._artifacts, path, model_name, context, step)
+
+    # --- PyTorch: in integrations.pytorch (torch is imported on first use, never by `import yprov_hpc`)
     def log_model(
         self,
         model_label: Any,
@@ -363,47 +265,11 @@ class Run:
         context: Context | str | None = None,
         step: int | None = None,
     ) -> None:
-        """Record a model: parameter counts, memory of parameters/gradients/buffers, dtypes,
-        device, a fingerprint of its weights and, with ``log_model_layers``, a layer table
-        (with input/output shapes when ``sample_input`` is given). Takes (label, model) or, as the
-        paper's example does, (model, label). ``is_input=True`` records a model the run starts
-        from (``used``) rather than one it produced."""
+        """Record a PyTorch model; see ``integrations.pytorch.log_model``."""
         self._check("log_model")
-        if isinstance(model_label, str) and not isinstance(model, str):
-            label, module = model_label, model
-        elif isinstance(model, str):
-            label, module = model, model_label
-        else:
-            raise InvalidArgumentError("log_model", "model_label", model_label, "a str label")
-        from yprov_hpc.integrations import pytorch
-
-        if not pytorch.is_module(module):
-            raise InvalidArgumentError("log_model", "model", module, "a torch.nn.Module")
-        if not label:
-            raise InvalidKeyError("log_model", label)
-        ctx = None if context is None else context_value(context)
-        st = None if step is None else step_value("log_model", step)
-        info: dict[str, Any] = (
-            pytorch.model_info(module)
-            if log_model_info
-            else {
-                "class": type(module).__qualname__,
-                "state_sha256": pytorch.state_fingerprint(module.state_dict()),
-            }
+        _torch("log_model").log_model(
+            self, model_label, model, log_model_info, log_model_layers, is_input, sample_input, context, step
         )
-        info["is_input"] = bool(is_input)
-        if log_model_layers:
-            table = pytorch.layer_table(module, sample_input)
-            path = self.layout.artifacts_dir(self.rank) / "models" / f"{safe_name(label)}_layers.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(table, indent=1))
-            digest, _ = sha256_path(path)
-            info.update(
-                layers=len(table),
-                layers_path=path.relative_to(self.layout.root).as_posix(),
-                layers_sha256=digest,
-            )
-        self._buffer.append((int(Kind.MODEL), _time_ns(), label, ctx, st, info))
 
     def save_model_version(
         self,
@@ -413,129 +279,44 @@ class Run:
         step: int | None = None,
         timestamp: float | None = None,
     ) -> Path:
-        """Save the model's state_dict as the next numbered version of ``model_name`` inside the
-        run directory; versions of one name form a wasDerivedFrom chain. Returns the file."""
+        """Save the next numbered checkpoint; see ``integrations.pytorch.save_model_version``."""
         self._check("save_model_version")
-        if type(model_name) is not str or not model_name:
-            raise InvalidKeyError("save_model_version", model_name)
-        from yprov_hpc.integrations import pytorch
-
-        if not (pytorch.is_module(model) or isinstance(model, Mapping)):
-            expected = "a torch.nn.Module or a state_dict"
-            raise InvalidArgumentError("save_model_version", "model", model, expected)
-        ctx = None if context is None else context_value(context)
-        st = None if step is None else step_value("save_model_version", step)
-        if timestamp is not None and not isinstance(timestamp, (int, float)):
-            raise InvalidArgumentError(
-                "save_model_version", "timestamp", timestamp, "seconds since the epoch"
-            )
-        version = self._model_versions.get(model_name, 0) + 1
-        self._model_versions[model_name] = version
-        name = safe_name(model_name)
-        path = self.layout.artifacts_dir(self.rank) / "models" / name / f"{name}_v{version}.pt"
-        file_sha, state_sha, size = pytorch.save_checkpoint(model, path)
-        info = {
-            "version": version,
-            "path": path.relative_to(self.layout.root).as_posix(),
-            "size_bytes": size,
-            "sha256": file_sha,
-            "state_sha256": state_sha,
-            "format": "torch.save(state_dict)",
-            "user_timestamp": timestamp,
-        }
-        self._buffer.append((int(Kind.MODEL_VERSION), _time_ns(), model_name, ctx, st, info))
+        path: Path = _torch("save_model_version").save_model_version(
+            self, model, model_name, context, step, timestamp
+        )
         return path
 
-    def record_model_version_file(
-        self, path: Path, model_name: str, context: Context | str | None = None, step: int | None = None
-    ) -> None:
-        """Record a checkpoint file written by someone else (Lightning) as the next version of
-        ``model_name``: hashed, and copied into the run directory up to the artifact size limit."""
-        self._check("record_model_version_file")
-        ctx = None if context is None else context_value(context)
-        version = self._model_versions.get(model_name, 0) + 1
-        self._model_versions[model_name] = version
-        digest, size = sha256_path(path)
-        stored = self._store_artifact(path, digest) if size <= self.config.artifact_copy_max_bytes else ""
-        info = {
-            "version": version,
-            "path": stored,
-            "source_path": str(path.absolute()),
-            "size_bytes": size,
-            "sha256": digest,
-            "format": path.suffix.lstrip(".") or "file",
-        }
-        self._buffer.append((int(Kind.MODEL_VERSION), _time_ns(), model_name, ctx, step, info))
-
     def log_dataset(self, dataset: Any, label: str, context: Context | str | None = None) -> None:
-        """Record a Dataset or DataLoader as an input of ``context`` (or of the run): samples,
-        batch size, batches per epoch, shuffle, drop_last, workers, sampler (DistributedSampler:
-        replicas and rank), dataset class, transforms, and a content fingerprint."""
+        """Record a Dataset or DataLoader as an input; see ``integrations.pytorch.log_dataset``."""
         self._check("log_dataset")
-        if type(label) is not str or not label:
-            raise InvalidKeyError("log_dataset", label)
-        from yprov_hpc.integrations import pytorch
-
-        ctx = None if context is None else context_value(context)
-        self._buffer.append((int(Kind.DATASET), _time_ns(), label, ctx, pytorch.dataset_info(dataset)))
+        _torch("log_dataset").log_dataset(self, dataset, label, context)
 
     # --- the end ---------------------------------------------------------------------------
     def end_run(
         self, create_graph: bool = False, create_svg: bool = False, status: RunStatus = "finished"
     ) -> RunReport:
         """Deliver everything (acked by the sidecar or spilled to the spool), write this rank's
-        done marker, and merge the run if this is the last rank to end. Idempotent."""
+        done marker, and, on the last rank to end, wait (bounded) for the merge that runs in
+        another process (see ``rank.ending``). Idempotent."""
         if self._ended_report is not None:
             return self._ended_report
         self._active = False
         end_ns = _time_ns()
+        flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
         if not self._fork_child:
-            flags = {"create_graph": bool(create_graph), "create_svg": bool(create_svg)}
             self._buffer.append((int(Kind.RUN_END), end_ns, status, flags))
         self._buffer.append((int(Kind.BYE), end_ns, {"pid": os.getpid()}))
-        stats = self._sender.close(self.config.end_timeout_s)
-        report = RunReport(self.layout.root, self.rank, status, stats)
+        problems = []
+        try:
+            stats = self._sender.close(self.config.end_timeout_s)
+        except Exception as exc:  # never into training: what was not delivered is counted below
+            log.exception("yprov: delivery at end_run failed")
+            stats, problems = self._sender.stats, [f"delivery at end_run failed: {exc}"]
+        report = RunReport(self.layout.root, self.rank, status, stats, problems=problems)
         if self._fork_child:  # the parent owns the rank's end: only this stream is flushed
             self._ended_report = report
             return report
-        if stats.events_spilled:
-            report.problems.append(
-                f"{stats.events_spilled} events went to the spool (sidecar slow or gone); "
-                "they are merged from there"
-            )
-        self._write_done(status, end_ns, stats, create_graph, create_svg)
-        if self.config.auto_merge:
-            from yprov_hpc.merge import merge_if_complete
-
-            try:
-                result = merge_if_complete(self.layout, self.placement.world_size)
-            except Exception as exc:  # the data is safe in journals; say how to merge by hand
-                log.exception("yprov: merge failed")
-                report.problems.append(f"merge failed ({exc}); run: yprov merge {self.layout.root}")
-                result = None
-            if result is not None:
-                report.merged = True
-                report.documents = result.documents
-                report.collection = result.collection
-                report.problems.extend(result.problems)
-        for problem in report.problems:
-            log.warning("yprov: rank %d: %s", self.rank, problem)
+        marker = done_marker(report, self.placement, self.stream, end_ns, flags)
+        finish(report, self.layout, self.config, marker, self._sidecar, self._root_id)
         self._ended_report = report
         return report
-
-    def _write_done(self, status: str, end_ns: int, stats: SenderStats, graph: bool, svg: bool) -> None:
-        marker = {
-            "rank": self.rank,
-            "status": status,
-            "world_size": self.placement.world_size,
-            "node": self.placement.node,
-            "stream": self.stream,
-            "ended_ts_ns": end_ns,
-            "delivery": stats.as_dict(),
-            "create_graph": graph,
-            "create_svg": svg,
-        }
-        path = self.layout.done_marker(self.rank)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(marker))
-        os.replace(tmp, path)

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,11 +25,47 @@ log = logging.getLogger("yprov_hpc")
 SIDECAR_START_TIMEOUT_S = 15.0
 
 
+@dataclass(frozen=True)
+class SidecarInfo:
+    """What a rank needs from a sidecar's ready file: where to send, who it is, and whether it
+    merges the run itself after the last rank's bye (an embedded sidecar that says so)."""
+
+    endpoint: str
+    pid: int
+    pid_create_time: float
+    merges: bool
+
+    @classmethod
+    def of(cls, info: dict[str, Any]) -> SidecarInfo:
+        """From a ready file's content (already checked to name a live process)."""
+        return cls(
+            str(info["endpoint"]),
+            int(info["pid"]),
+            float(info["pid_create_time"]),
+            info.get("merges") is True,
+        )
+
+    def alive(self) -> bool:
+        """Whether the sidecar process still runs (a zombie or a reused pid counts as gone)."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            return bool(
+                abs(proc.create_time() - self.pid_create_time) <= 0.5
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
+        except (psutil.Error, OverflowError):
+            return False
+
+
 def read_ready_file(path: Path) -> dict[str, Any] | None:
     """The sidecar's ready file, if it names a live process (pid and start time both match)."""
     try:
-        info: dict[str, Any] = json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("endpoint"), str):
         return None
     import psutil
 
@@ -38,7 +75,7 @@ def read_ready_file(path: Path) -> dict[str, Any] | None:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
-    except (psutil.Error, KeyError, ValueError, TypeError):
+    except (psutil.Error, KeyError, ValueError, TypeError, OverflowError):
         return None
     return info
 
@@ -68,13 +105,13 @@ def sidecar_command(layout: RunLayout, node: str, embedded: bool) -> list[str]:
     return [*cmd, "--embedded"] if embedded else cmd
 
 
-def locate_or_start(layout: RunLayout, node: str) -> str | None:
-    """Return the endpoint of this node's sidecar, starting an embedded one if needed."""
+def locate_or_start(layout: RunLayout, node: str) -> SidecarInfo | None:
+    """This node's sidecar, starting an embedded one if needed; None if none could be had."""
     ready = layout.sidecar_info(node)
     with open(layout.sidecar_lock(node), "a+") as lock:
         info = _lock_or_ready(lock, ready, SIDECAR_START_TIMEOUT_S)
         if info is not None:
-            return str(info["endpoint"])
+            return SidecarInfo.of(info)
         ready.unlink(missing_ok=True)
         with open(layout.sidecar_log(node), "ab") as out:
             proc = subprocess.Popen(  # the sidecar outlives the rank that started it
@@ -90,7 +127,7 @@ def locate_or_start(layout: RunLayout, node: str) -> str | None:
         while time.monotonic() < deadline:
             info = read_ready_file(ready)
             if info is not None:
-                return str(info["endpoint"])
+                return SidecarInfo.of(info)
             if proc.poll() is not None:
                 log.warning(
                     "yprov: the embedded sidecar exited with %s at start (see %s);"
