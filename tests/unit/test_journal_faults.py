@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -118,10 +119,8 @@ def test_a_partial_frame_left_by_a_failed_cut_back_is_skipped(tmp_path: Path) ->
     path = tmp_path / "partial.journal"
     writer = _FailingDisk(path, {2: 30}, truncate_fails=True)
     for i in range(3):
-        try:
+        with contextlib.suppress(OSError):
             writer.append(b"h%d" % i, b"x" * 50)
-        except OSError:
-            pass
     writer.close()
     report = ReadReport(path)
     assert [h for _, h, _ in read_frames(path, report)] == [b"h0", b"h2"]
