@@ -6,7 +6,7 @@ then acks them: an ack always means "in the journal". A bad batch is refused wit
 never journaled; garbage is counted and dropped; the sidecar keeps running (``ingest``). It
 tracks the ranks' hellos and byes and writes the lost markers of ranks that die without bye
 (``rank_table``), stops by itself by the rules of ``lifetime``, and on SIGTERM/SIGINT after a
-last drain and an fsync. At stop it rewrites ``journal/sidecar-<node>.stats.json`` with its
+last drain and an fsync. At stop it rewrites ``journal/stats-sidecar-<node>.json`` with its
 counters; an embedded sidecar whose ranks all ended then runs the run's final merge.
 """
 
@@ -66,8 +66,9 @@ class SidecarSettings:
 
 
 def stats_file(layout: RunLayout, node: str) -> Path:
-    """``journal/sidecar-<node>.stats.json``: the sidecar's counters, rewritten at stop."""
-    return layout.journal_dir / f"sidecar-{safe_name(node)}.stats.json"
+    """``journal/stats-sidecar-<node>.json``: the sidecar's counters, rewritten at stop (not
+    ``sidecar-*.json``: that pattern means ready files to the tools that look for a live sidecar)."""
+    return layout.journal_dir / f"stats-sidecar-{safe_name(node)}.json"
 
 
 @dataclass
