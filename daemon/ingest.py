@@ -270,7 +270,7 @@ class BatchIngest:
         if count is None:
             return "body is not a msgpack array"
         if count != header.n_events:
-            return f"body has {count} events, header says {header.n_events}"
+            return f"body holds {count} events, header says {header.n_events} (refused before decoding)"
         try:
             events = decode_body(body, header)
         except DecodeError as exc:

@@ -101,7 +101,7 @@ class RankTable:
             return
         pid = info.get("pid")
         state = RankState(rank, pid, world, local, header.stream, ts_ns, last_seq=header.seq_end)
-        state.process = _process(pid, ts_ns)
+        state.process = _process(pid)
         self.ranks[rank] = state
         if pid is not None:
             local_rank = info.get("local_rank")
@@ -172,17 +172,14 @@ class RankTable:
         )
 
 
-def _process(pid: int | None, hello_ts_ns: int) -> psutil.Process | None:
-    """The rank's process, or None if that pid is gone or is a younger process (a reused pid)."""
+def _process(pid: int | None) -> psutil.Process | None:
+    """The rank's process (``is_running`` later tells a reused pid apart), or None if it is gone."""
     if pid is None:
         return None
     try:
-        proc = psutil.Process(pid)
-        if proc.create_time() > hello_ts_ns / 1e9 + 1.0:
-            return None
+        return psutil.Process(pid)
     except psutil.Error:
         return None
-    return proc
 
 
 def _alive(proc: psutil.Process | None) -> bool:
