@@ -175,7 +175,7 @@ def test_the_embedded_sidecar_merges_after_a_rank_is_lost(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("embedded", [True, False], ids=["embedded", "standalone"])
 def test_the_ready_file_says_whether_the_sidecar_merges(tmp_path: Path, embedded: bool) -> None:
-    """An embedded sidecar's ready file says "merges": true (it runs the final merge); a standalone one false."""
+    """The ready file says "merges": true for an embedded sidecar (it runs the final merge), else false."""
     run_dir = tmp_path / "exp_r1"
     proc, _ = start_sidecar(run_dir, *(["--embedded"] if embedded else []))
     try:
