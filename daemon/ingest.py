@@ -55,12 +55,13 @@ class JournalSink:
         self.failed_writes = 0  # appends that did not reach the journal
         self.outages = 0  # times the journal went from writable to failing
         self.vanished = 0  # times the file was found deleted or replaced
-        self.lost_frames = 0  # frames written to a file that then vanished (not acked)
+        self.lost_frames = 0  # frames not acked because the journal vanished under them
         self._writer: JournalWriter | None = None
         self._retry_at = 0.0
         self._failing_since: float | None = None
         self._last_log = 0.0
         self._pending = 0
+        self._group_lost = False  # the file vanished during this group: ack none of it
         self._open()
 
     def _open(self) -> JournalWriter | None:
@@ -84,6 +85,8 @@ class JournalSink:
             self.failed_writes += 1
             self._failed(exc, "cannot write")
             if writer.vanished():
+                self.lost_frames += self._pending
+                self._pending = 0
                 self._lost_file()
             return False
         self._pending += 1
@@ -93,12 +96,17 @@ class JournalSink:
         """True when the frames appended since the last commit are in the file at ``path``
         (checked with two ``stat`` calls); False when that file vanished (then ack none of them)."""
         pending, self._pending = self._pending, 0
+        lost, self._group_lost = self._group_lost, False
         writer = self._writer
+        if lost:
+            self.lost_frames += pending
+            return False
         if writer is None or not pending:
             return writer is not None or not pending
         if writer.vanished():
             self.lost_frames += pending
             self._lost_file()
+            self._group_lost = False  # this group is the one lost; the next starts clean
             return False
         if self._failing_since is not None:
             log.warning(
@@ -120,6 +128,7 @@ class JournalSink:
             self.path,
         )
         self._close_writer()
+        self._group_lost = True
         self._retry_at = 0.0
 
     def _failed(self, exc: OSError, doing: str) -> None:
@@ -212,7 +221,7 @@ class BatchIngest:
                 frames = sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 break
-            received += sum(len(f) for f in frames)
+            received += len(frames[-1])  # the body is nearly all of it
             self._one(frames, journaled, replies)
             if received >= DRAIN_MAX_BYTES or time.monotonic() >= deadline:
                 break

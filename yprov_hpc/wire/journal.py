@@ -86,7 +86,7 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             self._size = self._prepare()
         except BaseException:
@@ -100,8 +100,7 @@ class JournalWriter:
         (the merge reads it under its new name) so that formats are never mixed in one file."""
         size = os.fstat(self._fd).st_size
         if size:
-            with open(self.path, "rb") as f:
-                head = f.read(len(MAGIC))
+            head = os.pread(self._fd, len(MAGIC), 0)
             if head == MAGIC:
                 return size
             if MAGIC.startswith(head):  # a magic cut short by a crash: nothing else is in it
@@ -110,7 +109,7 @@ class JournalWriter:
                 os.close(self._fd)
                 aside = self.path.with_name(f"{self.path.stem}.old-{time.time_ns()}{self.path.suffix}")
                 os.rename(self.path, aside)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+                flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
                 self._fd = os.open(self.path, flags, 0o600)
         self._write_whole([MAGIC], 0)
         return len(MAGIC)
@@ -203,6 +202,7 @@ class ReadReport:
     skips: list[tuple[int, int, str]] = field(default_factory=list)  # (offset, length, reason)
 
     def skip(self, offset: int, length: int, reason: str) -> None:
+        """Record ``length`` bytes of damage at ``offset`` that the reader skipped."""
         self.resyncs += 1
         self.skipped_bytes += length
         if len(self.skips) < 1000:  # bounded however damaged the file is
