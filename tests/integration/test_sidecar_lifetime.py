@@ -183,3 +183,40 @@ def test_the_ready_file_says_whether_the_sidecar_merges(tmp_path: Path, embedded
     finally:
         stop(proc)
     assert ready["merges"] is embedded and ready["embedded"] is embedded
+
+
+def test_an_incomplete_world_does_not_keep_the_sidecar_waiting(tmp_path: Path) -> None:
+    """World size 4, one rank said hello and died: the embedded sidecar stops without its idle timeout."""
+    run_dir = tmp_path / "exp_r1"
+    proc, endpoint = start_sidecar(run_dir, "--embedded", "--idle-timeout", "600")
+    rank = _sleeper()
+    sock = dealer(endpoint)
+    try:
+        assert send_batch(sock, [_hello(rank.pid, world_size=4)], 0).refused is None
+        rank.kill()
+        rank.wait()
+        out = proc.communicate(timeout=EXIT_WAIT_S)[0].decode()
+    finally:
+        sock.close()
+        stop(proc)
+    assert "every rank process ended" in out
+
+
+def test_no_merge_while_ranks_of_the_world_have_no_marker(tmp_path: Path) -> None:
+    """Rank 1 of 2 never said hello: the embedded sidecar stops, says why it does not merge, and does not."""
+    run_dir = tmp_path / "exp_r1"
+    proc, endpoint = start_sidecar(run_dir, "--embedded", "--idle-timeout", "600")
+    rank = _sleeper()
+    sock = dealer(endpoint)
+    try:
+        assert send_batch(sock, [_hello(rank.pid, world_size=2)], 0).refused is None
+        assert send_batch(sock, [_bye(rank.pid)], 1).refused is None
+        (run_dir / "journal" / "rank0.done").write_text("{}")
+        rank.kill()
+        rank.wait()
+        out = proc.communicate(timeout=EXIT_WAIT_S)[0].decode()
+    finally:
+        sock.close()
+        stop(proc)
+    assert "not merging: 1 of 2 ranks have no done or lost marker (1)" in out
+    assert not (run_dir / "journal" / "merge.state.json").exists()
