@@ -66,7 +66,10 @@ class Lifetime:
         if now - self._last_check < PID_CHECK_S and table.byes == self._byes_seen:
             return None  # checked at most every PID_CHECK_S, and at once after a bye
         self._last_check, self._byes_seen = now, table.byes
-        if _dir_id(self.layout.journal_dir) != self._dir:
+        here = _dir_id(self.layout.journal_dir)
+        if self._dir is None:
+            self._dir = here  # not there at start: the first directory seen is the run's
+        elif here != self._dir:
             return f"the run directory {self.layout.root} is gone"
         table.check_processes()  # writes the lost markers of ranks that died without bye
         if not self.embedded:
