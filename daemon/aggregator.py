@@ -4,8 +4,9 @@ A sidecar that forwards sends every batch it journaled (the ranks' and its own s
 aggregator over tcp, authenticated and encrypted with the job's CURVE keys, keeps each until the
 aggregator acks it, and resends after a timeout: a lost link that comes back (ZeroMQ reconnects)
 loses nothing, and the sidecar's own journal holds everything regardless. The aggregator writes
-each node's stream to ``journal/agg-<node>.journal`` before acking; the merge reads these copies
-beside the node journals and de-duplicates.
+each node's stream to ``journal/agg-<node>.journal`` before acking, with the same
+journal-then-ack policy as the sidecar (``ingest.JournalSink``: a full disk is counted and not
+acked, never fatal); the merge reads these copies beside the node journals and de-duplicates.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -26,12 +29,16 @@ from yprov_hpc.core.keys import client_keys, keys_dir, server_keys
 from yprov_hpc.core.layout import RunLayout, safe_name
 from yprov_hpc.wire.codec import decode_header
 from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.records import MAX_NAME_CHARS
+
+from .ingest import DRAIN_MAX, DRAIN_MAX_BYTES, DRAIN_MAX_S, SOCKET_MAX_MESSAGE_BYTES, JournalSink
 
 log = logging.getLogger("yprov_daemon")
 
 FORWARD = b"YPFWD1"
 RESEND_AFTER_S = 2.0
 MAX_PENDING = 10_000
+MAX_NODES = 4096  # node journals one aggregator keeps open (one descriptor each)
 _ID = struct.Struct("<Q")
 
 
@@ -49,41 +56,65 @@ class AggregatorEndpoint:
         self.socket.curve_server = True
         self.socket.curve_publickey = public
         self.socket.curve_secretkey = secret
+        self.socket.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAX_MESSAGE_BYTES)
         self.socket.bind(endpoint)
-        self._journals: dict[str, JournalWriter] = {}
+        self._journals: dict[str, JournalSink] = {}
+        self.open_writer: Callable[[Path], JournalWriter] = JournalWriter  # a seam for disk-fault tests
         self.frames = 0
         self.malformed = 0
+        self.not_journaled = 0
+
+    def _journal(self, node: str) -> JournalSink | None:
+        sink = self._journals.get(node)
+        if sink is None and len(self._journals) < MAX_NODES:
+            path = self.layout.journal_dir / f"agg-{safe_name(node)}.journal"
+            what = f"the aggregator's copy of node {node}"
+            sink = self._journals[node] = JournalSink(path, what, self.open_writer)
+        return sink
 
     def drain(self) -> None:
-        acks: list[tuple[bytes, bytes]] = []
-        for _ in range(2000):
+        """Journal what the forwarders sent (bounded like the sidecar's drain), then ack it."""
+        deadline = time.monotonic() + DRAIN_MAX_S
+        received = 0
+        appended: list[tuple[JournalSink, bytes, bytes]] = []
+        for _ in range(DRAIN_MAX):
             try:
                 msg = self.socket.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if len(msg) != 6 or msg[1] != FORWARD:
-                self.malformed += 1
+            received += sum(len(part) for part in msg)
+            sink = self._vet(msg)
+            if sink is not None:
+                if sink.append(msg[3], msg[4]):
+                    appended.append((sink, msg[0], msg[5]))
+                else:
+                    self.not_journaled += 1
+            if received >= DRAIN_MAX_BYTES or time.monotonic() >= deadline:
+                break
+        committed = {id(sink): sink.commit() for sink, _, _ in appended}
+        for sink, identity, fid in appended:
+            if not committed[id(sink)]:
+                self.not_journaled += 1
                 continue
-            identity, _, node_b, header, body, fid = msg
-            try:
-                decode_header(header)
-                node = node_b.decode()
-            except (DecodeError, UnicodeDecodeError):
-                self.malformed += 1
-                continue
-            journal = self._journals.get(node)
-            if journal is None:
-                journal = self._journals[node] = JournalWriter(
-                    self.layout.journal_dir / f"agg-{safe_name(node)}.journal"
-                )
-            journal.append(header, body)
             self.frames += 1
-            acks.append((identity, fid))
-        for journal in self._journals.values():
-            journal.flush()
-        for identity, fid in acks:
             with contextlib.suppress(zmq.ZMQError):  # the forwarder resends; the copy is journaled
                 self.socket.send_multipart([identity, fid], flags=zmq.NOBLOCK)
+
+    def _vet(self, msg: list[bytes]) -> JournalSink | None:
+        """The journal for a well-formed forwarded batch, or None (counted as malformed)."""
+        if len(msg) != 6 or msg[1] != FORWARD or len(msg[5]) != _ID.size:
+            self.malformed += 1
+            return None
+        try:
+            decode_header(msg[3])
+            node = msg[2].decode()
+        except (DecodeError, UnicodeDecodeError):
+            self.malformed += 1
+            return None
+        if not node or len(node) > MAX_NAME_CHARS:
+            self.malformed += 1
+            return None
+        return self._journal(node)
 
     def linger(self, quiet_s: float = 1.0, max_s: float = 5.0) -> None:
         """At stop, keep taking forwarded batches until the links have been quiet for

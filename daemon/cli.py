@@ -48,7 +48,8 @@ def _sampler_names(text: str) -> tuple[str, ...]:
 @click.option(
     "--embedded",
     is_flag=True,
-    help="Exit by itself once every rank that said hello has said bye or died (what start_run uses).",
+    help="Exit by itself once every rank that said hello has said bye or died, then run the final "
+    "merge if every rank of the world ended (what start_run uses).",
 )
 @click.option(
     "--idle-timeout",
@@ -56,7 +57,8 @@ def _sampler_names(text: str) -> tuple[str, ...]:
     type=click.FloatRange(min=0.1),
     default=120.0,
     show_default=True,
-    help="Embedded mode: exit if no rank says hello within this many seconds.",
+    help="Embedded mode: exit if no rank says hello within this many seconds (or, when a rank gave "
+    "no pid, if nothing arrives for that long).",
 )
 @click.option(
     "--interval",
@@ -117,8 +119,10 @@ def main(
     """Run the node's sidecar: receive the ranks' event batches, journal them, ack them.
 
     One sidecar serves every rank of a node. It binds in the run's private (0700) journal
-    directory, writes `sidecar-<node>.json` there once ready, journals every batch before
-    acking it, and on SIGTERM/SIGINT drains, fsyncs and exits 0.
+    directory, writes `sidecar-<node>.json` there once ready, checks every batch and journals
+    it before acking it (a bad batch is refused with its reason), writes `rank<r>.lost` for a
+    rank that dies without bye, and on SIGTERM/SIGINT, or when the run directory disappears,
+    drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s yprov-sidecar %(levelname)s %(message)s")
     node = node or node_name()

@@ -1,23 +1,26 @@
-"""The node sidecar: ROUTER socket -> journal -> ack.
+"""The node sidecar: ROUTER socket -> check -> journal -> ack.
 
-One thread owns the socket and the journal. Each loop drains what has arrived, appends every
-valid batch to the node journal, flushes the journal to the OS once, then acks those batches:
-an ack always means "in the journal". Malformed messages are counted and dropped; the sidecar
-keeps running. SIGTERM/SIGINT stop it after a last drain and an fsync.
+One thread owns the socket and the journal. Each loop drains what has arrived (bounded by
+messages, bytes and time), checks every batch, journals the good ones, commits the journal and
+then acks them: an ack always means "in the journal". A bad batch is refused with its reason and
+never journaled; garbage is counted and dropped; the sidecar keeps running (``ingest``). It
+tracks the ranks' hellos and byes and writes the lost markers of ranks that die without bye
+(``rank_table``), stops by itself by the rules of ``lifetime``, and on SIGTERM/SIGINT after a
+last drain and an fsync. At stop it rewrites ``journal/stats-sidecar-<node>.json`` with its
+counters; an embedded sidecar whose ranks all ended then runs the run's final merge.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
 import os
 import queue
 import secrets
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,22 +28,22 @@ from typing import Any
 import psutil
 import zmq
 
-from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.atomic import write_json_atomic
 from yprov_hpc.core.keys import keys_dir, make_keys
-from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.wire.codec import decode_body, decode_header, encode_ack, encode_batch
-from yprov_hpc.wire.journal import JournalWriter
-from yprov_hpc.wire.records import NODE_RANK, Kind
+from yprov_hpc.core.layout import RunLayout, safe_name
+from yprov_hpc.wire.codec import encode_batch
+from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Kind
 
 from .aggregator import AggregatorEndpoint, Forwarder
+from .ingest import SOCKET_MAX_MESSAGE_BYTES, BatchIngest, JournalSink
+from .lifetime import Lifetime, final_merge, prewarm_merge
+from .rank_table import RankTable
 from .samplers import NvmlSampler, RaplSampler, Sampler, SamplerThread, SamplerUnavailable, SystemSampler
 from .samplers.rapl import DEFAULT_ROOT as DEFAULT_RAPL_ROOT
 
 log = logging.getLogger("yprov_daemon")
 
-DRAIN_MAX = 2000  # messages handled per loop before flushing and acking
-PID_CHECK_S = 1.0
-EXIT_GRACE_S = 1.0  # embedded mode: how long to keep serving after the last rank's bye
+RCVHWM = 100_000  # messages queued per connected rank: bounds memory under a flood
 KEYS_WAIT_S = 30.0  # a forwarding sidecar waits this long for the job's keys
 FORWARD_FINISH_S = 3.0  # and at stop, this long for the aggregator's last acks
 
@@ -62,23 +65,10 @@ class SidecarSettings:
     forward: str | None = None  # the aggregator's tcp endpoint: forward every journaled batch there
 
 
-@dataclass
-class SidecarStats:
-    """Counters logged at stop and written into the ready file's successor (stats file)."""
-
-    batches: int = 0
-    events: int = 0
-    malformed: int = 0
-    bytes_journaled: int = 0
-    samples: int = 0
-    journal_failures: int = 0
-
-
-@dataclass
-class _RankState:
-    pid: int | None = None
-    world_size: int = 1
-    said_bye: bool = False
+def stats_file(layout: RunLayout, node: str) -> Path:
+    """``journal/stats-sidecar-<node>.json``: the sidecar's counters, rewritten at stop (not
+    ``sidecar-*.json``: that pattern means ready files to the tools that look for a live sidecar)."""
+    return layout.journal_dir / f"stats-sidecar-{safe_name(node)}.json"
 
 
 @dataclass
@@ -86,28 +76,34 @@ class Sidecar:
     """The node's receiver and journal writer."""
 
     settings: SidecarSettings
-    stats: SidecarStats = field(default_factory=SidecarStats)
+    samples: int = 0
+    samples_lost: int = 0
+    stop_reason: str = ""
     _stop: bool = False
-    _ranks: dict[int, _RankState] = field(default_factory=dict)
-    _last_message: float = field(default_factory=time.monotonic)
     _samples: queue.SimpleQueue[tuple[int, str, dict[str, Any]]] = field(default_factory=queue.SimpleQueue)
     _sampler_threads: list[SamplerThread] = field(default_factory=list)
-    _rank_procs: dict[int, dict[str, Any]] = field(default_factory=dict)
     _stream: int = field(default_factory=lambda: secrets.randbits(63))
     _seq: int = 0
     _forwarder: Forwarder | None = None
 
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.ranks = RankTable(s.layout, s.node)
+        self.sink = JournalSink(s.layout.node_journal(s.node), "the node journal")
+        self.ingest = BatchIngest(self.sink, self._on_batch)
+        self.lifetime = Lifetime(s.layout, s.embedded, s.idle_timeout_s)
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: draining and stopping", signum)
         self._stop = True
+        self.stop_reason = f"signal {signum}"
 
-    def serve(self) -> int:
-        """Bind, announce readiness, serve until stopped; returns the exit code."""
+    def _bind(self, ctx: zmq.Context[Any]) -> Any:
         s = self.settings
-        ctx = zmq.Context()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 1000)
-        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.RCVHWM, RCVHWM)
+        sock.setsockopt(zmq.MAXMSGSIZE, SOCKET_MAX_MESSAGE_BYTES)
         if s.endpoint.startswith("ipc://"):
             path = s.endpoint[len("ipc://") :]
             if os.path.exists(path):
@@ -119,7 +115,13 @@ class Sidecar:
                 os.umask(old)
         else:
             sock.bind(s.endpoint)
-        journal = JournalWriter(s.layout.node_journal(s.node))
+        return sock
+
+    def serve(self) -> int:
+        """Bind, announce readiness, serve until stopped; returns the exit code."""
+        s = self.settings
+        ctx: zmq.Context[Any] = zmq.Context()
+        sock = self._bind(ctx)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         aggregator = self._start_links(ctx)
@@ -128,50 +130,77 @@ class Sidecar:
         if aggregator is not None:
             poller.register(aggregator.socket, zmq.POLLIN)
         self._write_ready()
-        log.info("serving %s on node %s, journal %s", s.endpoint, s.node, journal.path)
+        log.info("serving %s on node %s, journal %s", s.endpoint, s.node, self.sink.path)
         self._start_samplers()
-        started = time.monotonic()
-        last_pid_check = started
-        exit_at: float | None = None
         try:
             while not self._stop:
                 ready = dict(poller.poll(100))
                 if sock in ready:
-                    self._drain(sock, journal)
+                    self.ingest.drain(sock)
                 if aggregator is not None and aggregator.socket in ready:
                     aggregator.drain()
-                self._journal_samples(journal)
+                self._journal_samples()
                 if self._forwarder is not None:
                     self._forwarder.poll()
-                if s.embedded:
-                    now = time.monotonic()
-                    if exit_at is not None:
-                        if now >= exit_at:
-                            break
-                    elif now - last_pid_check >= PID_CHECK_S or self._all_done():
-                        last_pid_check = now
-                        if self._should_exit(now - started):
-                            # keep answering a little longer: the last acks are still in the
-                            # socket's queue, and a closed socket does not deliver them
-                            exit_at = now + EXIT_GRACE_S
-            self._drain(sock, journal)  # a last drain after a signal
+                reason = self.lifetime.check(self.ranks, self.ingest.last_message, time.monotonic())
+                if reason is not None:
+                    log.info("stopping: %s", reason)
+                    self.stop_reason = reason
+                    break
+            self.ingest.drain(sock)  # a last drain after a signal
         finally:
             self._stop_samplers()
-            self._journal_samples(journal)
-            journal.close()
+            self._journal_samples()
+            self.sink.close()
             self._stop_links(aggregator)
             sock.close()
             ctx.term()
             s.layout.sidecar_info(s.node).unlink(missing_ok=True)
-            log.info(
-                "stopped: %d batches, %d events, %d malformed, %d bytes journaled, %d samples",
-                self.stats.batches,
-                self.stats.events,
-                self.stats.malformed,
-                self.stats.bytes_journaled,
-                self.stats.samples,
-            )
+            self._report()
+        if s.embedded and self.lifetime.ranks_ended:
+            final_merge(s.layout, s.node, self.ranks.world_size)
         return 0
+
+    def _on_batch(
+        self, header: BatchHeader, events: list[list[Any]], header_bytes: bytes, body: bytes
+    ) -> None:
+        """A batch is journaled (and about to be acked): forward it, note its hellos and byes."""
+        if self._forwarder is not None:
+            self._forwarder.submit(header_bytes, body)  # sent now; acked (or resent) later
+        byes = self.ranks.byes
+        self.ranks.track(header, events)
+        if self.ranks.byes != byes and self.settings.embedded:
+            prewarm_merge()
+
+    def _report(self) -> None:
+        st, sink = self.ingest.stats, self.sink
+        log.info(
+            "stopped: %d batches, %d events, %d malformed, %d refused, %d bytes journaled, %d samples"
+            " (%d journal writes failed, %d not acked)",
+            st.batches,
+            st.events,
+            st.malformed,
+            st.refused,
+            st.bytes_journaled,
+            self.samples,
+            sink.failed_writes,
+            st.not_journaled,
+        )
+        counters = {
+            **asdict(st),
+            "samples": self.samples,
+            "samples_lost": self.samples_lost,
+            "journal_failed_writes": sink.failed_writes,
+            "journal_outages": sink.outages,
+            "journal_vanished": sink.vanished,
+            "ranks": len(self.ranks.ranks),
+            "ranks_lost": sorted(r for r, rank in self.ranks.ranks.items() if rank.lost),
+            "hellos_ignored": self.ranks.ignored_hellos,
+            "stop_reason": self.stop_reason,
+            "stopped_ts_ns": time.time_ns(),
+        }
+        with contextlib.suppress(OSError):  # the run directory may be gone: the log has it
+            write_json_atomic(stats_file(self.settings.layout, self.settings.node), counters)
 
     # --- the links to the aggregator -------------------------------------------------------------
     def _start_links(self, ctx: Any) -> AggregatorEndpoint | None:
@@ -217,7 +246,7 @@ class Sidecar:
     def _make_sampler(self, name: str) -> Sampler:
         s = self.settings
         if name == "system":
-            return SystemSampler(lambda: self._rank_procs)
+            return SystemSampler(lambda: self.ranks.procs)
         if name == "rapl":
             return RaplSampler(s.rapl_root)
         if name == "nvml":
@@ -249,7 +278,7 @@ class Sidecar:
                 self._on_sample(time.time_ns(), thread.sampler.name, thread.sampler.sample())
             thread.sampler.close()
 
-    def _journal_samples(self, journal: JournalWriter) -> None:
+    def _journal_samples(self) -> None:
         """Samples go into the journal as batches of the node's own stream (rank -1)."""
         events: list[tuple[Any, ...]] = []
         while True:
@@ -265,13 +294,10 @@ class Sidecar:
             run_id, NODE_RANK, self.settings.node, self._stream, self._seq, events, time.time_ns()
         )
         self._seq += len(events)
-        try:
-            journal.append(header, body)
-            journal.flush()
-        except OSError as exc:
-            self._journal_failed(exc)
+        if not (self.sink.append(header, body) and self.sink.commit()):
+            self.samples_lost += len(events)
             return
-        self.stats.samples += len(events)
+        self.samples += len(events)
         if self._forwarder is not None:
             self._forwarder.submit(header, body)
 
@@ -284,109 +310,6 @@ class Sidecar:
             "pid_create_time": me.create_time(),
             "node": s.node,
             "embedded": s.embedded,
+            "merges": s.embedded,  # an embedded sidecar runs the final merge when its ranks end
         }
-        path = s.layout.sidecar_info(s.node)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, path)
-
-    def _drain(self, sock: Any, journal: JournalWriter) -> None:
-        acks: list[tuple[bytes, bytes]] = []
-        for _ in range(DRAIN_MAX):
-            try:
-                frames = sock.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            accepted = self._accept(frames, journal)
-            if accepted is not None:
-                acks.append(accepted)
-        if not acks:
-            return
-        try:
-            journal.flush()
-        except OSError as exc:  # a full disk: no ack, so the ranks resend and then spill to their spools
-            self._journal_failed(exc)
-            return
-        for identity, ack_bytes in acks:
-            # if the ack cannot go out, the rank resends or spills; the batch is journaled anyway
-            with contextlib.suppress(zmq.ZMQError):
-                sock.send_multipart([identity, ack_bytes], flags=zmq.NOBLOCK)
-
-    def _journal_failed(self, exc: OSError) -> None:
-        """The journal cannot be written (a full disk): say so loudly once, ack nothing, go on."""
-        self.stats.journal_failures += 1
-        if self.stats.journal_failures == 1:
-            log.error(
-                "cannot write the journal (%s): not acking; the ranks keep their batches and spill "
-                "them to their own spools; node samples are lost until this clears",
-                exc,
-            )
-
-    def _accept(self, frames: list[bytes], journal: JournalWriter) -> tuple[bytes, bytes] | None:
-        if len(frames) != 3:
-            self.stats.malformed += 1
-            return None
-        identity, header_bytes, body_bytes = frames
-        self._last_message = time.monotonic()
-        try:
-            header = decode_header(header_bytes)
-            events = decode_body(body_bytes, header)
-        except DecodeError as exc:
-            self.stats.malformed += 1
-            if self.stats.malformed <= 3:
-                log.warning("dropped a malformed message: %s", exc.reason)
-            return None
-        try:
-            journal.append(header_bytes, body_bytes)
-        except OSError as exc:
-            self._journal_failed(exc)
-            return None
-        if self._forwarder is not None:
-            self._forwarder.submit(header_bytes, body_bytes)  # sent now; acked (or resent) later
-        self.stats.batches += 1
-        self.stats.events += header.n_events
-        self.stats.bytes_journaled += len(header_bytes) + len(body_bytes)
-        self._track(header.rank, events)
-        return identity, encode_ack(header.stream, header.seq_start, header.n_events)
-
-    def _track(self, rank: int, events: list[list[Any]]) -> None:
-        for event in events:
-            kind = event[0]
-            info = event[2] if len(event) >= 3 and isinstance(event[2], dict) else {}
-            if kind == Kind.HELLO and not info.get("forked"):  # a forked child is not the rank
-                state = self._ranks.setdefault(rank, _RankState())
-                state.pid = info.get("pid") if isinstance(info.get("pid"), int) else None
-                if state.pid is not None:  # replaced whole, never mutated: the samplers read it
-                    local = info["local_rank"] if isinstance(info.get("local_rank"), int) else rank
-                    proc: dict[str, Any] = {"pid": state.pid, "local_rank": local}
-                    for key in ("cuda_visible_devices", "cuda_device"):
-                        if key in info:
-                            proc[key] = info[key]
-                    self._rank_procs = {**self._rank_procs, rank: proc}
-                state.world_size = int(info.get("local_world_size") or info.get("world_size", 1) or 1)
-                state.said_bye = False
-            elif kind == Kind.BYE:  # only the process that said the rank's hello ends the rank
-                known = self._ranks.get(rank)
-                if known is not None and info.get("pid") == known.pid:
-                    known.said_bye = True
-
-    def _all_done(self) -> bool:
-        if not self._ranks:
-            return False
-        expected = max(state.world_size for state in self._ranks.values())
-        return len(self._ranks) >= expected and all(st.said_bye for st in self._ranks.values())
-
-    def _should_exit(self, alive_s: float) -> bool:
-        if not self._ranks:
-            return alive_s > self.settings.idle_timeout_s
-        if self._all_done():
-            log.info("every rank said bye: stopping")
-            return True
-        expected = max(state.world_size for state in self._ranks.values())
-        if len(self._ranks) < expected:  # some ranks have not said hello yet
-            return time.monotonic() - self._last_message > self.settings.idle_timeout_s
-        for state in self._ranks.values():
-            if not state.said_bye and (state.pid is None or psutil.pid_exists(state.pid)):
-                return False
-        log.info("every rank ended or died: stopping")
-        return True
+        write_json_atomic(s.layout.sidecar_info(s.node), info)

@@ -16,7 +16,8 @@ import zmq
 import zmq.auth
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, entity, load, python_env
+from tests.conftest import entity, load
+from tests.integration.sidecar_proc import start_sidecar
 from yprov_daemon.aggregator import FORWARD
 from yprov_hpc.core.keys import server_keys
 from yprov_hpc.core.layout import RunLayout
@@ -32,29 +33,7 @@ def _free_port() -> int:
 
 
 def _sidecar(run_dir: Path, node: str, *args: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "yprov_daemon",
-            "--run-dir",
-            str(run_dir),
-            "--node",
-            node,
-            "--samplers",
-            "none",
-            *args,
-        ],
-        env=python_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    ready = run_dir / "journal" / f"sidecar-{node}.json"
-    deadline = time.monotonic() + 20
-    while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()  # type: ignore[union-attr]
-        time.sleep(0.02)
-    return proc
+    return start_sidecar(run_dir, *args, node=node)[0]
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ import pytest
 import zmq
 
 from tests.conftest import PYTHON, python_env
-from yprov_hpc.wire.codec import decode_ack, decode_header, encode_batch
-from yprov_hpc.wire.journal import read_frames
-from yprov_hpc.wire.records import NODE_RANK, BatchHeader
+from tests.integration.sidecar_proc import rank_headers
+from yprov_hpc.wire.codec import decode_ack, encode_batch
 
 
 @pytest.fixture
@@ -42,12 +41,6 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, str
         proc.wait()
 
 
-def _rank_headers(run_dir: Path) -> list[BatchHeader]:
-    """Headers of the ranks' batches in the node journal (the node's own samples left out)."""
-    headers = [decode_header(h) for _, h, _ in read_frames(run_dir / "journal" / "node-n0.journal")]
-    return [h for h in headers if h.rank != NODE_RANK]
-
-
 def _dealer(endpoint: str) -> zmq.Socket:  # type: ignore[type-arg]
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -68,7 +61,7 @@ def test_ack_means_journaled_and_garbage_is_survived(
     header, body = encode_batch("r1", 0, "n0", 42, 0, [(4, 1, "loss", 0.5, None, 0)], 1)
     sock.send_multipart([header, body])
     assert decode_ack(sock.recv()) == (42, 0, 1)
-    assert [h.stream for h in _rank_headers(run_dir)] == [42]
+    assert [h.stream for h in rank_headers(run_dir)] == [42]
     assert proc.poll() is None
     sock.close()
 
@@ -89,7 +82,7 @@ def test_sigterm_drains_syncs_and_exits_zero(sidecar: tuple[subprocess.Popen[byt
     assert proc.returncode == 0
     assert b"20 batches, 100 events, 0 malformed" in out
     assert not (run_dir / "journal" / "sidecar-n0.json").exists()
-    assert len(_rank_headers(run_dir)) == 20
+    assert len(rank_headers(run_dir)) == 20
     sock.close()
 
 

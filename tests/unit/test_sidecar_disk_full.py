@@ -1,43 +1,171 @@
-"""A full disk: the sidecar acks nothing it could not journal, and keeps running."""
+"""Journal-then-ack under disk trouble: nothing is acked that is not in the journal, nothing dies."""
 
 from __future__ import annotations
 
 import errno
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import zmq
 
-from yprov_daemon.sidecar import Sidecar, SidecarSettings
+from yprov_daemon.aggregator import AggregatorEndpoint, Forwarder
+from yprov_daemon.ingest import BatchIngest, JournalSink
+from yprov_hpc.core.keys import make_keys
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.wire.codec import encode_batch
-from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.codec import decode_header, decode_reply, encode_batch
+from yprov_hpc.wire.journal import JournalWriter, ReadReport, read_frames
 
 
-class _FullDisk(JournalWriter):
-    """The real writer, on a disk that fills up: buffered appends pass, flushing fails."""
+class _Disk:
+    """A switch for a disk that is full or has room; writers opened through it obey it."""
 
-    def flush(self) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def __init__(self) -> None:
+        self.full = False
+
+    def writer(self, path: Path) -> JournalWriter:
+        disk = self
+
+        class _Writer(JournalWriter):
+            def _writev(self, buffers: list[bytes]) -> int:
+                if disk.full:
+                    os.write(self._fd, b"".join(buffers)[:7])  # part of the frame reaches the file
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return super()._writev(buffers)
+
+        return _Writer(path)
 
 
-def test_no_ack_for_a_batch_that_could_not_be_journaled(tmp_path: Path) -> None:
-    """Over real sockets: with the journal unwritable, the rank gets no ack (so it resends, then spills)."""
-    layout = RunLayout.create(tmp_path, "e", "r1")
-    sidecar = Sidecar(SidecarSettings(layout=layout, node="n0", endpoint="inproc://sidecar", samplers=()))
+@pytest.fixture
+def pair() -> Iterator[tuple[Any, Any]]:
     ctx = zmq.Context()
     router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
     router.bind("inproc://sidecar")
     dealer.connect("inproc://sidecar")
-    dealer.send_multipart(encode_batch("r1", 0, "n0", 1, 0, [(4, 1, "loss", 0.5, None, 0)], 1))
-    assert router.poll(2000)
-    journal = _FullDisk(layout.node_journal("n0"))
-    sidecar._drain(router, journal)
-    assert sidecar.stats.journal_failures == 1
-    assert not dealer.poll(300), "a batch that is not on disk must not be acked"
-    dealer.send_multipart(encode_batch("r1", 0, "n0", 1, 1, [(4, 2, "loss", 0.4, None, 1)], 2))
-    assert router.poll(2000)
-    sidecar._drain(router, JournalWriter(layout.journal_dir / "other.journal"))  # the disk has room again
-    assert dealer.poll(2000), "once the journal can be written, acks flow again"
+    yield router, dealer
     for sock in (router, dealer):
         sock.close(linger=0)
     ctx.term()
+
+
+def _send(dealer: Any, router: Any, seq: int) -> None:
+    dealer.send_multipart(encode_batch("r1", 0, "n0", 1, seq, [(4, 1 + seq, "loss", 0.5, None, seq)], 1))
+    assert router.poll(2000)
+
+
+def test_no_ack_for_a_batch_that_could_not_be_journaled(tmp_path: Path, pair: tuple[Any, Any]) -> None:
+    """Over real sockets: with the disk full the rank gets no ack; with room again, acks flow."""
+    router, dealer = pair
+    disk = _Disk()
+    path = tmp_path / "node-n0.journal"
+    ingest = BatchIngest(JournalSink(path, "the node journal", disk.writer), lambda *_: None)
+    disk.full = True
+    _send(dealer, router, 0)
+    ingest.drain(router)
+    assert ingest.stats.not_journaled == 1 and ingest.sink.failed_writes == 1
+    assert not dealer.poll(300), "a batch that is not on disk must not be acked"
+    disk.full = False
+    _send(dealer, router, 1)
+    ingest.drain(router)
+    assert dealer.poll(2000), "once the journal can be written, acks flow again"
+    assert decode_reply(dealer.recv()).seq_start == 1
+
+
+def test_a_failed_write_leaves_no_partial_frame(tmp_path: Path, pair: tuple[Any, Any]) -> None:
+    """The bytes of a frame that failed halfway are cut back: the journal reads without any skip."""
+    router, dealer = pair
+    disk = _Disk()
+    path = tmp_path / "node-n0.journal"
+    ingest = BatchIngest(JournalSink(path, "the node journal", disk.writer), lambda *_: None)
+    for seq in range(6):
+        disk.full = seq % 2 == 1
+        _send(dealer, router, seq)
+        ingest.drain(router)
+    ingest.sink.close()
+    report = ReadReport(path)
+    seqs = [decode_header(h).seq_start for _, h, _ in read_frames(path, report)]
+    assert seqs == [0, 2, 4] and report.skipped_bytes == 0 and report.torn_bytes == 0
+
+
+def test_a_lasting_failure_is_logged_once_not_per_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hundreds of failed writes in a row give one error line (then at most one a minute)."""
+    disk = _Disk()
+    disk.full = True
+    sink = JournalSink(tmp_path / "j.journal", "the node journal", disk.writer)
+    with caplog.at_level(logging.ERROR, logger="yprov_daemon"):
+        for i in range(300):
+            sink.append(b"h%d" % i, b"body")
+    assert sink.failed_writes == 300 and sink.outages == 1
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+def test_a_deleted_journal_is_not_acked_and_is_reopened(tmp_path: Path, pair: tuple[Any, Any]) -> None:
+    """A journal deleted under the sidecar: what went to it is not acked; a new file takes the next batch."""
+    router, dealer = pair
+    path = tmp_path / "node-n0.journal"
+    ingest = BatchIngest(JournalSink(path, "the node journal"), lambda *_: None)
+    _send(dealer, router, 0)
+    ingest.drain(router)
+    assert dealer.poll(2000)
+    dealer.recv()
+    path.unlink()
+    _send(dealer, router, 1)
+    ingest.drain(router)
+    assert ingest.sink.vanished == 1 and ingest.sink.lost_frames == 1
+    assert not dealer.poll(300), "a batch written to a deleted file must not be acked"
+    _send(dealer, router, 2)
+    ingest.drain(router)
+    assert dealer.poll(2000) and decode_reply(dealer.recv()).seq_start == 2
+    ingest.sink.close()
+    assert [decode_header(h).seq_start for _, h, _ in read_frames(path)] == [2]
+
+
+def test_a_removed_directory_is_reported_and_retried(tmp_path: Path) -> None:
+    """With its directory gone the sink refuses appends; once the directory is back it writes again."""
+    directory = tmp_path / "journal"
+    directory.mkdir()
+    sink = JournalSink(directory / "j.journal", "the node journal")
+    assert sink.append(b"h", b"b") and sink.commit()
+    shutil.rmtree(directory)
+    assert sink.append(b"h", b"b") and not sink.commit()
+    assert not sink.append(b"h", b"b")
+    directory.mkdir()
+    time.sleep(0.6)  # the sink retries opening at most twice a second
+    assert sink.append(b"h", b"c") and sink.commit()
+    sink.close()
+    assert [b for _, _, b in read_frames(directory / "j.journal")] == [b"c"]
+
+
+def test_the_aggregator_survives_a_full_disk(tmp_path: Path) -> None:
+    """ENOSPC on the aggregator's copy: no ack to the forwarder, no crash; with room again it acks."""
+    layout = RunLayout.create(tmp_path, "e", "r1")
+    make_keys(layout)
+    ctx: zmq.Context[Any] = zmq.Context()
+    disk = _Disk()
+    aggregator = AggregatorEndpoint(ctx, layout, "tcp://127.0.0.1:*")
+    endpoint = aggregator.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    aggregator.open_writer = disk.writer
+    forwarder = Forwarder(ctx, layout, "n1", endpoint)
+    try:
+        for seq, full in ((0, False), (1, True), (2, False)):
+            disk.full = full
+            forwarder.submit(*encode_batch("r1", 0, "n1", 1, seq, [(4, 1, "loss", 0.5, None, seq)], 1))
+            assert aggregator.socket.poll(5000)
+            aggregator.drain()
+        assert aggregator.not_journaled == 1 and aggregator.frames == 2
+        deadline = time.monotonic() + 5
+        while forwarder.acked < 2 and time.monotonic() < deadline:
+            forwarder.socket.poll(100)
+            forwarder.poll()
+        assert forwarder.acked == 2 and sorted(forwarder._pending) == [1]
+    finally:
+        forwarder.finish(0)
+        aggregator.close()
+        ctx.term()

@@ -1,0 +1,161 @@
+"""When a sidecar stops by itself, and what the embedded one does on its way out.
+
+Rules (docs/event-protocol.md, "Sidecar lifetime"):
+- any sidecar stops when its run directory disappears (checked every ``PID_CHECK_S``);
+- an embedded sidecar stops ``EXIT_GRACE_S`` after every rank of its node said bye,
+  ``RANKS_GONE_S`` after every known rank process is gone (zombies count as gone), or when no
+  rank said hello (or, with ranks whose pid is unknown, nothing arrived) for ``idle_timeout_s``.
+When an embedded sidecar stops because its ranks ended, and every rank of the world has a done
+or lost marker, it runs the run's final merge (``yprov_hpc.finalize.final_merge``) after
+closing its journal, unless a rank claimed or completed the merge already; a merge
+failure is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.merge_state import read_merge_state
+
+from .rank_table import RankTable
+
+log = logging.getLogger("yprov_daemon")
+
+PID_CHECK_S = 0.5
+EXIT_GRACE_S = 1.0  # keep answering after the last bye: the last acks are still queued
+RANKS_GONE_S = 3.0  # every known rank process gone for this long: stop
+MARKER_WAIT_S = 5.0  # how long to wait for the done markers of ranks that said bye
+
+__all__ = ["EXIT_GRACE_S", "PID_CHECK_S", "RANKS_GONE_S", "Lifetime", "final_merge", "prewarm_merge"]
+
+
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class Lifetime:
+    """Decides when the sidecar stops; ``check`` is called on every loop turn."""
+
+    layout: RunLayout
+    embedded: bool
+    idle_timeout_s: float
+    started: float = field(default_factory=time.monotonic)
+    ranks_ended: bool = False  # the stop came from the ranks (every one said bye or was lost)
+    _dir: tuple[int, int] | None = None
+    _last_check: float = 0.0
+    _byes_seen: int = 0
+    _since: float | None = None
+
+    def __post_init__(self) -> None:
+        self._dir = _dir_id(self.layout.journal_dir)
+
+    def check(self, table: RankTable, last_message: float, now: float) -> str | None:
+        """The reason to stop now, or None to keep serving."""
+        if now - self._last_check < PID_CHECK_S and table.byes == self._byes_seen:
+            return None  # checked at most every PID_CHECK_S, and at once after a bye
+        self._last_check, self._byes_seen = now, table.byes
+        here = _dir_id(self.layout.journal_dir)
+        if self._dir is None:
+            self._dir = here  # not there at start: the first directory seen is the run's
+        elif here != self._dir:
+            return f"the run directory {self.layout.root} is gone"
+        table.check_processes()  # writes the lost markers of ranks that died without bye
+        if not self.embedded:
+            return None
+        if not table.ranks:
+            idle = now - self.started > self.idle_timeout_s
+            return f"no rank said hello in {self.idle_timeout_s:.0f} s" if idle else None
+        if table.all_said_bye():
+            return self._after(now, EXIT_GRACE_S, "every rank said bye")
+        if table.all_ended():
+            return self._after(now, RANKS_GONE_S, "every rank process ended")
+        self._since = None
+        if table.unknown_pids() and now - last_message > self.idle_timeout_s:
+            return f"nothing arrived in {self.idle_timeout_s:.0f} s"
+        return None
+
+    def _after(self, now: float, grace_s: float, reason: str) -> str | None:
+        if self._since is None:
+            self._since = now
+        if now - self._since < grace_s:
+            return None
+        self.ranks_ended = True
+        return reason
+
+
+_prewarm_lock = threading.Lock()
+_prewarmed = False
+
+
+def prewarm_merge() -> None:
+    """Import the merge in a background thread (once), so that the final merge starts warm."""
+    global _prewarmed
+    with _prewarm_lock:
+        if _prewarmed:
+            return
+        _prewarmed = True
+    thread = threading.Thread(target=_import_merge, name="yprov-prewarm", daemon=True)
+    thread.start()
+
+
+def _import_merge() -> None:
+    try:
+        importlib.import_module("yprov_hpc.finalize")
+    except Exception as exc:  # the merge will import (and fail) again, and log it there
+        log.warning("could not pre-import the merge: %s", exc)
+
+
+def _missing_markers(layout: RunLayout, world_size: int) -> list[int]:
+    try:
+        names = {e.name for e in os.scandir(layout.journal_dir)}
+    except OSError:
+        return list(range(world_size))
+    return [r for r in range(world_size) if f"rank{r}.done" not in names and f"rank{r}.lost" not in names]
+
+
+def final_merge(layout: RunLayout, node: str, world_size: int) -> bool:
+    """Merge the run if every rank of the world has a done or lost marker (waiting a little for
+    the last ones); True when a merge ran (or was already up to date)."""
+    deadline = time.monotonic() + MARKER_WAIT_S
+    missing = _missing_markers(layout, world_size)
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.05)
+        missing = _missing_markers(layout, world_size)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        log.info(
+            "not merging: %d of %d ranks have no done or lost marker (%s)", len(missing), world_size, shown
+        )
+        return False
+    previous = read_merge_state(layout)
+    if layout.merge_claim.exists() or (previous is not None and previous.ok):
+        # a rank merged the run (or claimed it and is merging now): merging again would only add
+        # this sidecar's last samples, and would rewrite the documents under whoever reads them
+        by = previous.by if previous is not None else "a rank (merge.claim)"
+        log.info("not merging: %s merged the run already", by)
+        return True
+    log.info("merging %d ranks of %s ...", world_size, layout.root.name)
+    started = time.monotonic()
+    try:
+        finalize = importlib.import_module("yprov_hpc.finalize")
+        done = finalize.final_merge(layout.root, by=f"sidecar {node}", if_stale=True)
+    except Exception:  # the merge is the last thing this process does: log it whole, exit cleanly
+        log.exception("the final merge failed; run `yprov merge %s` to retry", layout.root)
+        return False
+    if done.skipped:
+        log.info("merged already: the journals are unchanged since the last merge")
+    else:
+        log.info("merged in %.2f s", time.monotonic() - started)
+    return True
