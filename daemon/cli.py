@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from yprov_hpc.core.config import (
     ENV_RAPL_ROOT,
     ENV_SAMPLE_INTERVAL_S,
     ENV_SAMPLERS,
+    check_environment,
 )
+from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.discovery import node_name
 
@@ -30,6 +33,26 @@ def _sampler_names(text: str) -> tuple[str, ...]:
     if unknown:
         raise click.BadParameter(f"unknown sampler(s) {unknown}; choose from {list(_KNOWN_SAMPLERS)}")
     return names
+
+
+def _check_settings(nvml_module: str | None) -> None:
+    """Every YPROV_* variable, and the NVML module if one is named, checked before the sidecar
+    binds or says it is ready: a bad setting is one line on stderr (the sidecar log, for an
+    embedded sidecar, which the rank names) and exit code 2."""
+    try:
+        check_environment()
+    except ConfigError as exc:
+        click.echo(f"yprov sidecar: {exc}", err=True)
+        sys.exit(2)
+    if nvml_module:
+        try:
+            importlib.import_module(nvml_module)
+        except Exception as exc:  # ImportError, or whatever the module raises on import
+            click.echo(
+                f"yprov sidecar: {ENV_NVML_MODULE}/--nvml-module {nvml_module!r}: cannot import: {exc}",
+                err=True,
+            )
+            sys.exit(2)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,6 +148,7 @@ def main(
     drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s yprov-sidecar %(levelname)s %(message)s")
+    _check_settings(nvml_module)
     node = node or node_name()
     run_dir = run_dir.absolute()
     if not run_dir.name or "_" not in run_dir.name:

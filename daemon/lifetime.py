@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.core.merge_state import read_merge_state
 
 from .rank_table import RankTable
 
@@ -139,13 +138,6 @@ def final_merge(layout: RunLayout, node: str, world_size: int) -> bool:
             "not merging: %d of %d ranks have no done or lost marker (%s)", len(missing), world_size, shown
         )
         return False
-    previous = read_merge_state(layout)
-    if layout.merge_claim.exists() or (previous is not None and previous.ok):
-        # a rank merged the run (or claimed it and is merging now): merging again would only add
-        # this sidecar's last samples, and would rewrite the documents under whoever reads them
-        by = previous.by if previous is not None else "a rank (merge.claim)"
-        log.info("not merging: %s merged the run already", by)
-        return True
     log.info("merging %d ranks of %s ...", world_size, layout.root.name)
     started = time.monotonic()
     try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -28,12 +27,7 @@ log = logging.getLogger("yprov_daemon")
 MAX_TRACKED_RANKS = 4096  # ranks one sidecar serves (one node's); later hellos are counted, not kept
 _PROC_KEYS = ("cuda_visible_devices", "cuda_device")
 
-__all__ = ["MAX_TRACKED_RANKS", "RankState", "RankTable", "lost_marker"]
-
-
-def lost_marker(layout: RunLayout, rank: int) -> Path:
-    """``journal/rank<r>.lost``: written by the sidecar for a rank that died without bye."""
-    return layout.journal_dir / f"rank{rank}.lost"
+__all__ = ["MAX_TRACKED_RANKS", "RankState", "RankTable"]
 
 
 @dataclass
@@ -147,7 +141,7 @@ class RankTable:
 
     def _write_lost(self, state: RankState) -> None:
         layout = self.layout
-        path = lost_marker(layout, state.rank)
+        path = layout.lost_marker(state.rank)
         if layout.done_marker(state.rank).exists() or path.exists():
             return
         marker = {

@@ -167,10 +167,20 @@ class Sidecar:
         """A batch is journaled (and about to be acked): forward it, note its hellos and byes."""
         if self._forwarder is not None:
             self._forwarder.submit(header_bytes, body)  # sent now; acked (or resent) later
-        byes = self.ranks.byes
+        byes, procs = self.ranks.byes, self.ranks.procs
         self.ranks.track(header, events)
-        if self.ranks.byes != byes and self.settings.embedded:
-            prewarm_merge()
+        if self.ranks.procs is not procs:  # a rank said hello: measure from its start
+            self._sample_now()
+        if self.ranks.byes != byes:
+            if self.ranks.all_said_bye():  # the last bye: measure up to the end
+                self._sample_now()
+            if self.settings.embedded:
+                prewarm_merge()
+
+    def _sample_now(self) -> None:
+        """One reading of every sampler now, off the schedule (a short run still gets a window)."""
+        for thread in self._sampler_threads:
+            thread.request_sample()
 
     def _report(self) -> None:
         st, sink = self.ingest.stats, self.sink

@@ -11,7 +11,6 @@ and reported, missing ranks and lost events are reported in the output, not rais
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from yprov_hpc.fold.attribution import NodeTelemetry, mark_metrics, node_attribu
 from yprov_hpc.fold.attribution import rank_energy as rank_energy_of
 from yprov_hpc.fold.carbon import CarbonIntensity
 from yprov_hpc.fold.index import Frame, JournalIndex, index_journals, read_batch
-from yprov_hpc.fold.markers import JobEnd, Markers, RankMarker, lost_marker, read_job_end, read_markers
+from yprov_hpc.fold.markers import JobEnd, Markers, RankMarker, read_job_end, read_markers
 from yprov_hpc.fold.nodes import Settings, finish_nodes, job_end_ns, load_nodes, merge_settings, telemetry
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold, fold_rank, rank_problems
 from yprov_hpc.fold.series import build_table, context_spans, summarize, write_series
@@ -33,7 +32,7 @@ from yprov_hpc.prov.rankdoc import RankFiles, build_rank_document, rank_status
 from yprov_hpc.prov.vocab import ncname
 from yprov_hpc.wire.records import MAX_WORLD_SIZE, EventError, RunStart, decode_event
 
-__all__ = ["MergeResult", "load_nodes", "merge_if_complete", "merge_run"]  # load_nodes: for read/
+__all__ = ["MergeResult", "load_nodes", "merge_run"]  # load_nodes: for read/
 
 MAX_LISTED_MISSING = 1000  # missing ranks listed by number; beyond that, only counted
 Window = tuple[int, int]
@@ -395,25 +394,3 @@ def _write_report(layout: RunLayout, result: MergeResult, world_size: int) -> No
         ],
     }
     write_document(layout.merge_report, report)
-
-
-def merge_if_complete(layout: RunLayout, world_size: int) -> MergeResult | None:
-    """Merge now if every rank of the world has written its done marker (or the sidecar its lost
-    marker) and nobody else claimed the merge; else None (another rank, or ``yprov merge``,
-    will do it).
-
-    A done marker is written after every event of its rank was acked (an ack means the batch
-    is in the sidecar's journal, flushed to the OS) or spilled to the rank's spool, so the
-    journals hold the whole run by now, whether or not a sidecar is still running."""
-    world = min(world_size, MAX_WORLD_SIZE)
-    if not all(
-        layout.done_marker(r).exists() or lost_marker(layout.journal_dir, r).exists() for r in range(world)
-    ):
-        return None
-    try:
-        fd = os.open(layout.merge_claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return None
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    return merge_run(layout.root)

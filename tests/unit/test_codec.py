@@ -106,3 +106,14 @@ def test_node_streams_need_version_2() -> None:
     with pytest.raises(DecodeError, match="out of range"):
         decode_header(msgpack.packb([1, 1, "r", -1, "n", 1, 0, 1, 0]))
     assert decode_header(msgpack.packb([1, 1, "r", 0, "n", 1, 0, 1, 0])).version == 1  # v1 still reads
+
+
+def test_a_body_with_a_huge_nested_array_is_refused_before_it_is_built() -> None:
+    """A hostile body (one event holding 5 million empty arrays) is refused by the decoder's
+    container limits, without building the objects."""
+    import msgpack
+
+    header_bytes, _ = encode_batch("r", 0, "n", 1, 0, [(4, 1, "x", 1.0, None, None)], 1)
+    body = msgpack.packb([[4, 1, "x", 1.0, None, [[]] * 5_000_000]])
+    with pytest.raises(DecodeError, match="max_array_len"):
+        decode_body(body, decode_header(header_bytes))

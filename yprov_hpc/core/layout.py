@@ -132,10 +132,6 @@ class RunLayout:
         return self.journal_dir / "merge.log"
 
     @property
-    def merge_claim(self) -> Path:
-        return self.journal_dir / "merge.claim"
-
-    @property
     def merge_lock(self) -> Path:
         """flock'ed by whoever merges: merges of one run never overlap."""
         return self.journal_dir / "merge.lock"

@@ -25,7 +25,6 @@ __all__ = [
     "JobEnd",
     "Markers",
     "RankMarker",
-    "lost_marker",
     "read_job_end",
     "read_markers",
 ]
@@ -84,11 +83,6 @@ class Markers:
 
     ranks: dict[int, RankMarker] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-
-def lost_marker(journal_dir: Path, rank: int) -> Path:
-    """The sidecar's marker of a rank that died without end_run."""
-    return journal_dir / f"rank{rank}.lost"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

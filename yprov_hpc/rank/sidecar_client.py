@@ -105,6 +105,17 @@ def sidecar_command(layout: RunLayout, node: str, embedded: bool) -> list[str]:
     return [*cmd, "--embedded"] if embedded else cmd
 
 
+def _last_line(path: Path, max_bytes: int = 2000) -> str:
+    """The last line of a log file (why a sidecar stopped), bounded; '' if there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - max_bytes))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1][:500] if lines else ""
+
+
 def locate_or_start(layout: RunLayout, node: str) -> SidecarInfo | None:
     """This node's sidecar, starting an embedded one if needed; None if none could be had."""
     ready = layout.sidecar_info(node)
@@ -130,9 +141,10 @@ def locate_or_start(layout: RunLayout, node: str) -> SidecarInfo | None:
                 return SidecarInfo.of(info)
             if proc.poll() is not None:
                 log.warning(
-                    "yprov: the embedded sidecar exited with %s at start (see %s);"
+                    "yprov: the embedded sidecar exited with %s at start: %s (see %s);"
                     " events go to this rank's spool file",
                     proc.returncode,
+                    _last_line(layout.sidecar_log(node)),
                     layout.sidecar_log(node),
                 )
                 return None

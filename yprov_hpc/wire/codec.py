@@ -14,8 +14,10 @@ import msgpack
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.wire.records import (
     INT64_MAX,
+    MAX_INFO_ITEMS,
     MAX_NAME_CHARS,
     MAX_RANK,
+    MAX_TEXT_CHARS,
     MSG_ACK,
     MSG_BATCH,
     MSG_NACK,
@@ -63,9 +65,20 @@ def encode_batch(
     return header, body
 
 
-def _unpack(data: bytes, what: str) -> Any:
+# what one container of a body may hold: msgpack refuses more before building it, so a hostile
+# body cannot make the decoder build gigabytes of Python objects (records.check_plain, after
+# decoding, holds every value to the tighter bounds of the schema)
+_BODY_LIMITS = {
+    "max_array_len": MAX_BATCH_EVENTS,
+    "max_map_len": MAX_INFO_ITEMS,
+    "max_str_len": 4 * MAX_TEXT_CHARS,  # bytes of UTF-8 for MAX_TEXT_CHARS characters
+    "max_bin_len": MAX_TEXT_CHARS,
+}
+
+
+def _unpack(data: bytes, what: str, limits: dict[str, int] | None = None) -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, **(limits or {}))
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise DecodeError(f"{what} is not msgpack ({type(exc).__name__}: {exc})") from None
 
@@ -104,7 +117,7 @@ def decode_header(data: bytes) -> BatchHeader:
 
 def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
     """Decode a batch body and check it against its header."""
-    obj = _unpack(data, "body")
+    obj = _unpack(data, "body", _BODY_LIMITS)
     if not isinstance(obj, list):
         raise DecodeError(f"body is a {type(obj).__name__}, not an array")
     if len(obj) != header.n_events:
