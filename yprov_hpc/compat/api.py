@@ -21,6 +21,7 @@ from yprov_hpc.compat.binding import bind
 from yprov_hpc.compat.coerce import looks_like_namespace, metric_points, step_of
 from yprov_hpc.compat.contexts import _SUBCONTEXTS, resolve_context
 from yprov_hpc.compat.enums import CompressorType, MetricsType
+from yprov_hpc.compat.scope import run_state
 from yprov_hpc.compat.warn import ignored, warn_once
 from yprov_hpc.core.config import ENV_NAMESPACE
 from yprov_hpc.core.errors import (
@@ -227,10 +228,6 @@ def log_metrics(metrics: Mapping[str, Any], context: Any = None, step: Any = Non
         log_metric(key, value, context, step)
 
 
-# key -> (revision number, stored value) of params logged again with a new value
-_revisions: dict[str, tuple[int, tuple[Any, str]]] = {}
-
-
 def log_param(key: str, value: Any, context: Any = None, source: Any = None, is_input: Any = None) -> None:
     """A param (3.2.8's signature). Logged again with a new value, it is recorded as a revision
     named ``<key>@<n>`` (n = 2, 3, ...); the same value again is a no-op."""
@@ -241,7 +238,8 @@ def log_param(key: str, value: Any, context: Any = None, source: Any = None, is_
         _api.log_param(key, value)
     except ParamConflictError:
         stored = param_value(value)
-        number, last = _revisions.get(key, (1, None))
+        revisions = run_state("param_revisions")  # key -> (revision number, stored value)
+        number, last = revisions.get(key, (1, None))
         if last is not None and same_param(last, stored):
             return
         number += 1
@@ -250,7 +248,7 @@ def log_param(key: str, value: Any, context: Any = None, source: Any = None, is_
             f"log_param({key!r}) again with a new value: recorded as the revision {key}@{number}",
         )
         _api.log_param(f"{key}@{number}", value)
-        _revisions[key] = (number, stored)
+        revisions[key] = (number, stored)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ from yprov_hpc import api as _api
 from yprov_hpc.compat import pending
 from yprov_hpc.compat.api import log_param
 from yprov_hpc.compat.coerce import is_existing_path
+from yprov_hpc.compat.scope import run_state
 from yprov_hpc.compat.warn import warn_once
 
 __all__ = [
@@ -85,11 +86,9 @@ def log_execution_end_time() -> None:
     _api.log_current_execution_time("execution_end_time")
 
 
-_counters = {"input": 0, "output": 0}
-
-
 def _log_io(kind: str, value: Any, log_copy_in_prov_directory: bool) -> None:
-    _counters[kind] += 1
+    counters = run_state("io_counters")
+    counters[kind] = number = counters.get(kind, 0) + 1
     if is_existing_path(value):
         if not log_copy_in_prov_directory:
             warn_once(
@@ -97,7 +96,7 @@ def _log_io(kind: str, value: Any, log_copy_in_prov_directory: bool) -> None:
             )
         _api.log_artifact(value)
     else:
-        log_param(f"{kind}_{_counters[kind]}", value)
+        log_param(f"{kind}_{number}", value)
 
 
 def log_input(inp: Any, log_copy_in_prov_directory: bool = True) -> None:

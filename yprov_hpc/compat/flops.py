@@ -8,18 +8,14 @@ statistics and dropout RNG are untouched) and restores the model's mode.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from yprov_hpc.compat.api import log_metric
 from yprov_hpc.compat.coerce import is_model
+from yprov_hpc.compat.scope import run_state
 from yprov_hpc.core.errors import InvalidArgumentError
 
 __all__ = ["count_flops", "log_flops_per_batch", "log_flops_per_epoch"]
-
-_totals: dict[str, int] = {}
-_lock = threading.Lock()
-
 
 def count_flops(model: Any, inputs: Any) -> int:
     """FLOPs of one forward pass of ``model`` on ``inputs`` (torch's FlopCounterMode)."""
@@ -44,9 +40,9 @@ def _inputs_of(batch: Any) -> Any:
 
 
 def _add(label: str, flops: int) -> int:
-    with _lock:
-        _totals[label] = _totals.get(label, 0) + flops
-        return _totals[label]
+    totals = run_state("flops_totals")
+    totals[label] = totals.get(label, 0) + flops
+    return int(totals[label])
 
 
 def log_flops_per_batch(label: str, model: Any, batch: Any, context: Any = None, step: Any = None) -> None:

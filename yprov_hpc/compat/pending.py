@@ -18,7 +18,7 @@ from typing import Any
 from yprov_hpc import api as _api
 from yprov_hpc.compat.warn import warn_once
 
-__all__ = ["hold_if_no_run", "mark_started", "replay"]
+__all__ = ["hold_if_no_run", "mark_started", "replay", "reset"]
 
 log = logging.getLogger("yprov_hpc")
 
@@ -48,6 +48,13 @@ def hold_if_no_run(call: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
             _state["exit_hook"] = True
             atexit.register(_report_unrecorded)
     return True
+
+
+def reset() -> None:
+    """Forget held calls and that a run started (for tests of a fresh process)."""
+    with _lock:
+        _held.clear()
+    _state["started"] = False
 
 
 def replay() -> None:
