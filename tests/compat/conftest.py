@@ -51,3 +51,14 @@ def ent(doc: dict[str, Any], local: str) -> dict[str, Any]:
 def ids(doc: dict[str, Any], kind: str = "entity") -> set[str]:
     """The identifiers of a document's records of one kind."""
     return set(doc.get(kind, {}))
+
+
+def metric(doc: dict[str, Any], label: str, context: str | None = None) -> dict[str, Any]:
+    """The rank-0 metric entity with this label and context, found by its attributes (names with
+    characters outside an NCName get other identifiers)."""
+    for ident in doc["entity"]:
+        plain = entity(doc, ident)
+        found = (plain.get("prov:label"), plain.get("yprov:context"))
+        if found == (label, context) and "yprov:count" in plain:
+            return plain
+    raise KeyError(f"no metric {label!r} in context {context!r}")

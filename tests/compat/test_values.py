@@ -111,8 +111,14 @@ def test_source_and_timestamp_are_accepted_and_warned_once(save_dir: Path) -> No
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("www.example.org", True), ("http://x/", True), ("lab.example.net", True), ("mnist", False),
-     ("mnist.v2", False), ("exp_1", False)],
+    [
+        ("www.example.org", True),
+        ("http://x/", True),
+        ("lab.example.net", True),
+        ("mnist", False),
+        ("mnist.v2", False),
+        ("exp_1", False),
+    ],
 )
 def test_what_reads_as_a_namespace(text: str, expected: bool) -> None:
     """URIs and domains read as namespaces; experiment-like names do not."""
