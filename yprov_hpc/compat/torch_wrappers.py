@@ -40,16 +40,23 @@ class IndexedDatasetWrapper(Dataset):  # type: ignore[type-arg]
         return index, self.dataset[index]
 
 
-class WeightDistributionTrackedModel(nn.Module):
-    """Wraps ``model``; ``log_epoch(epoch)`` logs the weight statistics of every layer that has
-    trainable weights."""
+class _WrappedModel(nn.Module):
+    """A model wrapped under a label, with the context its metrics go to."""
 
     def __init__(self, model_label: str, model: nn.Module, context: Any = None, chunk_size: int = 64) -> None:
         super().__init__()
         self.model = model
         self.model_name = model_label
         self.context = context
-        self.chunk_size = chunk_size  # accepted; nothing is chunked here
+        self.chunk_size = chunk_size  # yProv4ML's Zarr chunking: accepted, nothing is chunked here
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+
+class WeightDistributionTrackedModel(_WrappedModel):
+    """Wraps ``model``; ``log_epoch(epoch)`` logs the weight statistics of every layer that has
+    trainable weights."""
 
     def tracked_layers(self) -> dict[str, nn.Module]:
         """The layers whose weights are tracked, by name."""
@@ -74,22 +81,15 @@ class WeightDistributionTrackedModel(nn.Module):
             for stat, value in stats.items():
                 log_metric(f"{self.model_name}/{name}/{stat}", float(value), self.context, epoch)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.model(*args, **kwargs)
-
     def close(self) -> None:
         """Nothing to flush: the statistics were logged as they were computed."""
 
 
-class ProvenanceTrackedModel(nn.Module):
+class ProvenanceTrackedModel(_WrappedModel):
     """Wraps ``model``; each forward pass logs every Linear/Conv layer's output mean and std."""
 
     def __init__(self, model_label: str, model: nn.Module, context: Any = None, chunk_size: int = 64) -> None:
-        super().__init__()
-        self.model = model
-        self.model_name = model_label
-        self.context = context
-        self.chunk_size = chunk_size  # accepted; nothing is chunked here
+        super().__init__(model_label, model, context, chunk_size)
         self.forward_count = 0
         self.handles = [
             module.register_forward_hook(self._hook(name))
