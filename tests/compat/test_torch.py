@@ -190,3 +190,11 @@ def test_a_loader_is_not_mistaken_for_a_label(save_dir: Path) -> None:
     run = begin(save_dir)
     prov4ml.log_dataset(DataLoader(_data(8), batch_size=2), label="kw")
     assert ent(finish(run), "dataset.kw")["yprov:batch_size"] == 2
+
+
+def test_a_tracked_function_without_a_run_does_not_stop_training() -> None:
+    """Called with no active run, a tracked loss still returns its value and warns once."""
+    loss_fn = prov4ml.ProvenanceTrackedFunction(nn.MSELoss())
+    with pytest.warns(prov4ml.CompatWarning, match="no active run"):
+        loss = loss_fn(torch.ones(2), torch.zeros(2))
+    assert float(loss) == 1.0

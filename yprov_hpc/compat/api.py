@@ -41,6 +41,7 @@ __all__ = [
     "log_carbon_metrics",
     "log_current_execution_time",
     "log_metric",
+    "log_metric_if_active",
     "log_metrics",
     "log_param",
     "log_params",
@@ -218,6 +219,15 @@ def log_metric(
             warn_once(f"log_metric.empty.{key}", f"log_metric({key!r}): an empty list records nothing")
         for point in points:
             _api.log_metric(key, point, context, whole_step)
+
+
+def log_metric_if_active(key: str, value: Any, context: Any = None, step: Any = None) -> None:
+    """``log_metric`` for the wrappers (a loss function, a forward hook), which run inside
+    training: with no active run the value is skipped with a one-time warning, not raised."""
+    if _api.active_run() is None:
+        warn_once("wrapper.no_run", f"{key!r} from a tracked function or model: not recorded, no active run")
+        return
+    log_metric(key, value, context, step)
 
 
 def log_metrics(metrics: Mapping[str, Any], context: Any = None, step: Any = None) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from yprov_hpc.compat.api import log_metric
+from yprov_hpc.compat.api import log_metric_if_active as log_metric
 
 __all__ = ["IndexedDatasetWrapper", "ProvenanceTrackedModel", "WeightDistributionTrackedModel"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from yprov_hpc.compat.api import log_metric
+from yprov_hpc.compat.api import log_metric_if_active as log_metric
 
 __all__ = ["ProvenanceTrackedFunction"]
 
