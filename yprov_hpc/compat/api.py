@@ -24,6 +24,7 @@ from yprov_hpc.compat.enums import CompressorType, MetricsType
 from yprov_hpc.compat.scope import run_state
 from yprov_hpc.compat.warn import ignored, warn_once
 from yprov_hpc.core.config import ENV_NAMESPACE
+from yprov_hpc.core.context import Context as _CoreContext
 from yprov_hpc.core.errors import (
     InvalidArgumentError,
     MetricValueError,
@@ -205,7 +206,10 @@ def log_metric(
     element, an integral float step -> int."""
     if source is not None or timestamp is not None:
         ignored("log_metric", source=source, timestamp=timestamp)
-    if context is not None and (type(context) is not str or _SUBCONTEXTS):
+    if type(context) is str:
+        if _SUBCONTEXTS:
+            context = _SUBCONTEXTS.get(context, context)
+    elif context is not None and not isinstance(context, _CoreContext):
         context = resolve_context(context)
     if _finals.REGISTERED and key in _finals.REGISTERED:
         for point in metric_points(key, value):
