@@ -15,24 +15,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from yprov_hpc.api import (
-    active_run,
+from yprov_hpc.api import active_run
+from yprov_hpc.compat import (
+    CompatWarning,
+    CompressorType,
+    Context,
+    Contexts,
+    FoldOperation,
+    LoggingItemKind,
+    MetricsType,
+    ProvenanceTrackedFunction,
+    ProvMLItwinAILogger,
+    create_context,
     end_run,
+    get_artifacts_dir,
     get_run_dir,
+    getters,
     log_artifact,
     log_carbon_metrics,
+    log_context,
     log_current_execution_time,
     log_dataset,
+    log_execution_command,
+    log_execution_end_time,
+    log_execution_start_time,
+    log_flops_per_batch,
+    log_flops_per_epoch,
+    log_input,
     log_metric,
     log_metrics,
     log_model,
+    log_output,
     log_param,
     log_params,
+    log_provenance_documents,
+    log_source_code,
     log_system_metrics,
+    register_final_metric,
     save_model_version,
     start_run,
 )
-from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import (
     ArtifactNotFoundError,
     ArtifactTypeError,
@@ -56,43 +78,69 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactNotFoundError",
     "ArtifactTypeError",
+    "CompatWarning",
+    "CompressorType",
     "ConfigError",
     "Context",
+    "Contexts",
     "DecodeError",
+    "FoldOperation",
+    "IndexedDatasetWrapper",
     "InvalidArgumentError",
     "InvalidKeyError",
     "LimitExceededError",
+    "LoggingItemKind",
     "MetricValueError",
+    "MetricsType",
     "MissingExtraError",
     "NoActiveRunError",
     "ParamConflictError",
     "ProvLightningLogger",
+    "ProvMLItwinAILogger",
+    "ProvMLLogger",
+    "ProvenanceTrackedFunction",
+    "ProvenanceTrackedModel",
     "Run",
     "RunAlreadyActiveError",
     "RunReport",
+    "WeightDistributionTrackedModel",
     "YProvError",
     "__version__",
     "active_run",
+    "create_context",
     "end_run",
+    "get_artifacts_dir",
     "get_run_dir",
+    "getters",
     "log_artifact",
     "log_carbon_metrics",
+    "log_context",
     "log_current_execution_time",
     "log_dataset",
+    "log_execution_command",
+    "log_execution_end_time",
+    "log_execution_start_time",
+    "log_flops_per_batch",
+    "log_flops_per_epoch",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_model",
+    "log_output",
     "log_param",
     "log_params",
+    "log_provenance_documents",
+    "log_source_code",
     "log_system_metrics",
+    "register_final_metric",
     "save_model_version",
     "start_run",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``ProvLightningLogger`` is imported on first use: it needs Lightning, which
-    ``import yprov_hpc`` must not load."""
+    """``ProvLightningLogger`` and the compatibility names that need torch or Lightning are
+    imported on first use: ``import yprov_hpc`` must not load them."""
     if name == "ProvLightningLogger":
         try:
             from yprov_hpc.integrations.lightning import ProvLightningLogger
@@ -102,4 +150,9 @@ def __getattr__(name: str) -> Any:
                 raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
             raise
         return ProvLightningLogger
-    raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")
+    from yprov_hpc.compat import lazy_name
+
+    try:
+        return lazy_name(name)
+    except AttributeError:
+        raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}") from None
