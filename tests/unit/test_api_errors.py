@@ -8,18 +8,20 @@ from pathlib import Path
 import pytest
 
 import yprov_hpc as prov4ml
+from yprov_hpc import api
 from tests.conftest import entity, load, start
 
 
 def test_calls_before_start_run_raise_no_active_run() -> None:
-    """Every logging verb refuses to run before start_run, naming itself."""
+    """Every verb of the strict API (yprov_hpc.api) refuses to run before start_run, naming itself
+    (the top-level yProv4ML names hold some calls for the first run instead: tests/compat)."""
     for call, args in [
-        (prov4ml.log_metric, ("loss", 1.0)),
-        (prov4ml.log_param, ("lr", 1)),
-        (prov4ml.log_artifact, ("x",)),
-        (prov4ml.log_system_metrics, ()),
-        (prov4ml.log_current_execution_time, ("t",)),
-        (prov4ml.end_run, ()),
+        (api.log_metric, ("loss", 1.0)),
+        (api.log_param, ("lr", 1)),
+        (api.log_artifact, ("x",)),
+        (api.log_system_metrics, ()),
+        (api.log_current_execution_time, ("t",)),
+        (api.end_run, ()),
     ]:
         with pytest.raises(prov4ml.NoActiveRunError, match=call.__name__):
             call(*args)  # type: ignore[operator]
@@ -57,22 +59,24 @@ def test_reusing_a_finished_run_id_is_refused(save_dir: Path) -> None:
 
 
 def test_param_conflict_names_key_and_both_values(save_dir: Path) -> None:
-    """The same param with another value raises ParamConflictError carrying key, old and new."""
+    """In the strict API, the same param with another value raises ParamConflictError carrying
+    key, old and new (the yProv4ML names record a revision instead: tests/compat)."""
     start(save_dir, sidecar="off")
-    prov4ml.log_param("lr", 0.1)
-    prov4ml.log_param("lr", 0.1)  # same value: fine
+    api.log_param("lr", 0.1)
+    api.log_param("lr", 0.1)  # same value: fine
     with pytest.raises(prov4ml.ParamConflictError) as info:
-        prov4ml.log_param("lr", 0.2)
+        api.log_param("lr", 0.2)
     assert (info.value.key, info.value.old, info.value.new) == ("lr", 0.1, 0.2)
     assert "lr" in str(info.value) and "0.2" in str(info.value)
 
 
 @pytest.mark.parametrize("bad", ["1.0", None, 1 + 2j, [1.0], b"1", object()])
 def test_non_real_metric_values_raise_metric_value_error(save_dir: Path, bad: object) -> None:
-    """A metric value that is not a real number raises MetricValueError with key and value."""
+    """In the strict API a metric value that is not a real number raises MetricValueError with
+    key and value (the yProv4ML names take None as NaN and a list as points: tests/compat)."""
     start(save_dir, sidecar="off")
     with pytest.raises(prov4ml.MetricValueError) as info:
-        prov4ml.log_metric("loss", bad)  # type: ignore[arg-type]
+        api.log_metric("loss", bad)  # type: ignore[arg-type]
     assert info.value.key == "loss" and info.value.value is bad
 
 

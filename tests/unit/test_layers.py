@@ -22,7 +22,11 @@ ALLOWED: dict[str, set[str]] = {
     "daemon": {"core", "wire", "merge", "daemon"},
 }
 # single modules a stage may use beyond its stages: the sidecar names its node as the ranks do
-EXTRA_MODULES: dict[str, set[str]] = {"daemon": {"yprov_hpc.rank.discovery"}}
+# and yProv4ML's getters read finished runs (called by the user, never from the training loop)
+EXTRA_MODULES: dict[str, set[str]] = {
+    "daemon": {"yprov_hpc.rank.discovery"},
+    "api": {"yprov_hpc.read.load"},
+}
 # top-level modules and packages outside the stage folders; the yProv4ML compatibility names
 # (compat and the submodule paths yProv4ML scripts import) sit at the API's level
 _TOP_LEVEL = {
@@ -35,6 +39,8 @@ _TOP_LEVEL = {
     "wrappers": "api",
     "datamodel": "api",
     "constants": "api",
+    "loggers": "api",
+    "utils": "api",
 }
 
 
