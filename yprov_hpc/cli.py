@@ -238,5 +238,9 @@ def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
     sys.exit(1 if problems_seen else 0)
 
 
+from yprov_hpc.read.commands import register as _register_read_commands  # noqa: E402
+
+_register_read_commands(main)  # ls, show, compare, export (yprov_hpc/read/commands.py)
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
 """Loading finished runs: ``load_run(path)`` for one run, ``load_runs(path_or_glob)`` for a table
-of many. Needs pandas (imported here, so ``import yprov_hpc`` stays cheap).
+of many. The DataFrames (``metrics``, ``summaries``, ``system()``, ``load_runs``) need pandas,
+imported on first use; ``load_run`` itself does not.
 
 A run is read from its documents (params, summaries, status, energy), its ``merge_report.json``
 (problems), its ``environment/`` files and, on first use of ``RunRecord.metrics``, its Parquet
@@ -72,7 +73,7 @@ class RunRecord:
     nodes: list[str] = field(default_factory=list)
     ranks: dict[int, RankRecord] = field(default_factory=dict)
     params: dict[int, dict[str, Any]] = field(default_factory=dict)
-    summaries: Any = None  # pandas DataFrame, SUMMARY_COLUMNS
+    summary_rows: list[dict[str, Any]] = field(default_factory=list)  # SUMMARY_COLUMNS each
     energy_nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     energy_ranks: dict[int, dict[str, Any]] = field(default_factory=dict)
     energy_j: float | None = None
@@ -104,6 +105,12 @@ class RunRecord:
         return (self.end - self.start).total_seconds()
 
     @property
+    def summaries(self) -> Any:
+        """The documents' summary of every metric and execution-time series of every rank, as a
+        pandas DataFrame (SUMMARY_COLUMNS)."""
+        return _pd().DataFrame(self.summary_rows, columns=SUMMARY_COLUMNS)
+
+    @property
     def metrics(self) -> Any:
         """Every metric and execution-time point of every rank, as a pandas DataFrame with
         columns rank, name, context, step, value, time (UTC), kind; read once, on first use."""
@@ -122,17 +129,13 @@ class RunRecord:
     def final_metrics(self) -> dict[tuple[str, str | None], float]:
         """(name, context) -> last value, of the lowest rank that logged that series."""
         out: dict[tuple[str, str | None], float] = {}
-        if self.summaries is None or self.summaries.empty:
-            return out
-        rows = self.summaries[self.summaries["kind"] == "metric"].sort_values("rank", kind="stable")
-        for row in rows.itertuples(index=False):
-            out.setdefault((row.name, _none(row.context)), float(row.last))
+        rows = sorted((r for r in self.summary_rows if r["kind"] == "metric"), key=lambda r: int(r["rank"]))
+        for row in rows:
+            last = row.get("last")
+            if isinstance(row.get("name"), str) and isinstance(last, (int, float)):
+                context = row.get("context")
+                out.setdefault((row["name"], context if isinstance(context, str) else None), float(last))
         return out
-
-
-def _none(value: Any) -> Any:
-    """None for pandas' missing markers (None, NaN), else the value."""
-    return None if value is None or (isinstance(value, float) and value != value) else value
 
 
 def _pd() -> Any:
@@ -145,9 +148,9 @@ def _pd() -> Any:
 
 def _run_root(path: Path) -> tuple[Path, Path | None]:
     """(run directory, collection file or None) for a run directory or a collection file."""
-    path = Path(path)
     if not path.exists():
         raise NotARunError(path, "no such file or directory")
+    path = path.resolve()
     if path.is_file():
         if not _COLLECTION.match(path.name):
             raise NotARunError(path, "not a run's collection document (prov_<experiment>_collection.json)")
@@ -183,10 +186,8 @@ def load_run(path: Path | str) -> RunRecord:
             run.node_series[name] = series_path
     coll = first(collection, "entity", "prov:Collection")
     run.energy_j = coll.get("energy_j") if isinstance(coll.get("energy_j"), float) else None
-    summaries: list[dict[str, Any]] = []
     for rank, doc_path in sorted(rank_paths.items()):
-        _read_rank(run, rank, doc_path, summaries, problems)
-    run.summaries = _pd().DataFrame(summaries, columns=SUMMARY_COLUMNS)
+        _read_rank(run, rank, doc_path, problems)
     problems += _merge_problems(root, collection_path is not None)
     extra = json_text(coll.get("problems"))
     if isinstance(extra, list):
@@ -234,9 +235,7 @@ def _energy_fields(attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in attrs.items() if k not in keep}
 
 
-def _read_rank(
-    run: RunRecord, rank: int, doc_path: Path, summaries: list[dict[str, Any]], problems: list[str]
-) -> None:
+def _read_rank(run: RunRecord, rank: int, doc_path: Path, problems: list[str]) -> None:
     """Everything one rank's document holds, added to ``run``."""
     doc = read_document(doc_path, problems)
     if doc is None:
@@ -263,7 +262,7 @@ def _read_rank(
         for s in records(doc, "entity", prov_type):
             row = {c: s.get(c) for c in SUMMARY_COLUMNS}
             row.update(rank=rank, kind=kind, name=s.get("prov:label"))
-            summaries.append(row)
+            run.summary_rows.append(row)
     energy = first(doc, "entity", "yprov:EnergyReport")
     if energy:
         run.energy_ranks[rank] = _energy_fields(energy)
