@@ -49,13 +49,14 @@ def test_status_is_failed_when_a_rank_failed(run2: Path) -> None:
 
 
 def test_energy_per_node_and_per_rank(run1: Path) -> None:
-    """The ranks' shares plus the node's other energy add up to the node's total."""
+    """Each node has its total, ranks' shares and other energy (adding up); each rank its share."""
     run = load_run(run1)
-    node = run.energy_nodes["vm"] if "vm" in run.energy_nodes else next(iter(run.energy_nodes.values()))
-    shares = sum(e["energy_j"] for e in run.energy_ranks.values())
+    (node,) = run.energy_nodes.values()
     assert node["energy_j"] > 0
-    assert math.isclose(shares + node["other_energy_j"], node["energy_j"], rel_tol=1e-6)
+    assert math.isclose(node["ranks_energy_j"] + node["other_energy_j"], node["energy_j"], rel_tol=1e-6)
     assert run.energy_j == pytest.approx(node["energy_j"])
+    assert sorted(run.energy_ranks) == [0, 1]
+    assert all(0 <= e["energy_j"] <= node["energy_j"] for e in run.energy_ranks.values())
 
 
 def test_environment_per_rank(run1: Path) -> None:
