@@ -72,7 +72,13 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
 @click.command(name="ls")
 @click.argument("directory", type=_RUN)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def ls(directory: Path, as_json: bool) -> None:
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write an index page with the table of runs (and each run's page, if missing).",
+)
+def ls(directory: Path, as_json: bool, html_file: Path | None) -> None:
     """List the runs in DIRECTORY (a save directory, a run directory, or a glob): id,
     experiment, status, start, duration, ranks, energy, problems."""
     from yprov_hpc.read.load import NotARunError, find_runs, load_run, run_row
@@ -84,7 +90,16 @@ def ls(directory: Path, as_json: bool) -> None:
         if not glob.has_magic(str(directory)) and not directory.exists():
             raise NotARunError(directory, "no such file or directory")
         raise NotARunError(directory, "no runs here (no prov_*_collection.json or journal/ below it)")
-    rows = [run_row(load_run(p)) for p in found]
+    runs = [load_run(p) for p in found]
+    rows = [run_row(r) for r in runs]
+    if html_file is not None:
+        from yprov_hpc.read.pages import write_index_page, write_run_page
+
+        pages = {}
+        for run in runs:  # a page that `yprov report` wrote (with its energy pages) is kept
+            target = run.path / "report" / "index.html"
+            pages[run.path] = target if target.is_file() else write_run_page(run, target)
+        write_index_page(runs, html_file, pages)
     if as_json:
         _emit_json(rows)
         return
@@ -210,8 +225,10 @@ def compare(runs: tuple[Path, ...], as_json: bool, html_file: Path | None, all_p
         return
     out = _console()
     labels = comparison.labels
-    runs_rows = [[label, r.experiment, r.status, r.start, r.duration_s, len(r.ranks), r.energy_j]
-                 for label, r in zip(labels, comparison.runs, strict=True)]  # fmt: skip
+    runs_rows = [
+        [label, r.experiment, r.status, r.start, r.duration_s, len(r.ranks), r.energy_j]
+        for label, r in zip(labels, comparison.runs, strict=True)
+    ]
     out.print(
         _table(
             "runs", ["run", "experiment", "status", "start", "duration_s", "ranks", "energy (J)"], runs_rows

@@ -69,8 +69,12 @@ def export_mlflow(
         existing = client.search_runs([exp_id], filter_string=f"tags.`{TAG_RUN_KEY}` = '{_quote(run_key)}'")
         if existing:
             parent = existing[0].info.run_id
-            return {"run_id": parent, "experiment_id": exp_id, "rank_runs": _children(client, exp_id, parent),
-                    "already": True}  # fmt: skip
+            return {
+                "run_id": parent,
+                "experiment_id": exp_id,
+                "rank_runs": _children(client, exp_id, parent),
+                "already": True,
+            }
         return _export(client, run, exp_id, run_key)
     except MlflowException as exc:
         raise MlflowExportError(tracking_uri, str(exc)) from None

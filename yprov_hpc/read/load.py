@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from yprov_hpc.core.errors import YProvError
-from yprov_hpc.core.hashing import sha256_file
 from yprov_hpc.read.documents import first, inside, json_text, read_document, read_json, records
+from yprov_hpc.read.series import METRIC_COLUMNS, pandas, read_metrics, read_system
 
 __all__ = ["METRIC_COLUMNS", "NotARunError", "RankRecord", "RunRecord", "load_run", "load_runs"]
 
-METRIC_COLUMNS = ["rank", "name", "context", "step", "value", "time", "kind"]
-SYSTEM_COLUMNS = ["node", "time", "source", "device", "metric", "value"]
 SUMMARY_COLUMNS = [
     "rank", "kind", "name", "context", "count", "nan_count", "first_step", "last_step",
     "min", "max", "mean", "last", "first_time", "last_time",
@@ -108,19 +106,19 @@ class RunRecord:
     def summaries(self) -> Any:
         """The documents' summary of every metric and execution-time series of every rank, as a
         pandas DataFrame (SUMMARY_COLUMNS)."""
-        return _pd().DataFrame(self.summary_rows, columns=SUMMARY_COLUMNS)
+        return pandas().DataFrame(self.summary_rows, columns=SUMMARY_COLUMNS)
 
     @property
     def metrics(self) -> Any:
         """Every metric and execution-time point of every rank, as a pandas DataFrame with
         columns rank, name, context, step, value, time (UTC), kind; read once, on first use."""
         if self._metrics is None:
-            self._metrics = _read_metrics(self)
+            self._metrics = read_metrics(self.series, self.problems)
         return self._metrics
 
     def system(self) -> Any:
         """The nodes' sampled series (node, time, source, device, metric, value) as a DataFrame."""
-        return _read_system(self)
+        return read_system(self.node_series, self.problems)
 
     def common_params(self) -> dict[str, Any]:
         """The params of the lowest rank that logged any (ranks usually log the same ones)."""
@@ -136,14 +134,6 @@ class RunRecord:
                 context = row.get("context")
                 out.setdefault((row["name"], context if isinstance(context, str) else None), float(last))
         return out
-
-
-def _pd() -> Any:
-    try:
-        import pandas as pd  # type: ignore[import-untyped]
-    except ImportError:
-        raise YProvError("reading runs needs pandas: pip install 'yprov-hpc[read]'") from None
-    return pd
 
 
 def _run_root(path: Path) -> tuple[Path, Path | None]:
@@ -317,68 +307,6 @@ def _status(run: RunRecord, coll: dict[str, Any]) -> str:
     return ", ".join(sorted(statuses)) or "no ranks"
 
 
-def _read_metrics(run: RunRecord) -> Any:
-    """The ranks' series files (kind metric and execution_time) as one DataFrame."""
-    pd = _pd()
-    frames = []
-    for rank, (path, sha256) in sorted(run.series.items()):
-        table = _read_parquet(path, ["kind", "name", "context", "step", "value", "ts_ns"], run.problems)
-        if table is None:
-            continue
-        if sha256 and sha256_file(path) != sha256:
-            run.problems.append(f"{path.name}: changed since the merge (sha256 differs from the document)")
-        df = table.to_pandas()
-        df = df[df["kind"].isin(["metric", "execution_time"])]
-        df.insert(0, "rank", rank)
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame({c: [] for c in METRIC_COLUMNS})
-    out = pd.concat(frames, ignore_index=True)
-    out["time"] = pd.to_datetime(out.pop("ts_ns"), unit="ns", utc=True)
-    for col in ("kind", "name", "context"):
-        out[col] = out[col].astype(str).where(out[col].notna(), None)
-    return out[METRIC_COLUMNS]
-
-
-def _read_parquet(path: Path, columns: list[str], problems: list[str]) -> Any:
-    """A Parquet file's columns as a pyarrow Table, or None with a problem appended."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        problems.append(f"{path.name}: missing")
-        return None
-    except (OSError, pa.ArrowException) as exc:
-        problems.append(f"{path.name}: not a readable Parquet file ({exc})")
-        return None
-    absent = [c for c in columns if c not in table.column_names]
-    if absent:
-        problems.append(f"{path.name}: columns {absent} missing; ignored")
-        return None
-    return table.select(columns)
-
-
-def _read_system(run: RunRecord) -> Any:
-    pd = _pd()
-    frames = []
-    for node, path in sorted(run.node_series.items()):
-        table = _read_parquet(path, ["ts_ns", "source", "device", "metric", "value"], run.problems)
-        if table is None:
-            continue
-        df = table.to_pandas()
-        for col in ("source", "device", "metric"):
-            df[col] = df[col].astype(str)
-        df.insert(0, "node", node)
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame({c: [] for c in SYSTEM_COLUMNS})
-    out = pd.concat(frames, ignore_index=True)
-    out["time"] = pd.to_datetime(out.pop("ts_ns"), unit="ns", utc=True)
-    return out[SYSTEM_COLUMNS]
-
-
 def find_runs(path_or_glob: Path | str) -> list[Path]:
     """Run directories named by ``path_or_glob``: a run directory, a directory holding runs
     (one or two levels down), or a glob pattern of either."""
@@ -402,7 +330,7 @@ def load_runs(path_or_glob: Path | str) -> Any:
     """A pandas DataFrame with one row per run found (see ``find_runs``): path, id, experiment,
     status, start, end, duration_s, ranks, world_size, nodes, energy_j, problems, then
     ``params.<key>`` (the lowest rank's) and ``metrics.<name>[<context>]`` (final values)."""
-    pd = _pd()
+    pd = pandas()
     rows = [run_row(load_run(p)) for p in find_runs(path_or_glob)]
     base = ["path", "id", "experiment", "status", "start", "end", "duration_s", "ranks", "world_size"]
     base = [*base, "nodes", "energy_j", "problems"]
