@@ -299,8 +299,14 @@ def _status(run: RunRecord, coll: dict[str, Any]) -> str:
     missing = json_text(coll.get("ranks_missing"))
     if isinstance(missing, list) and missing:
         return "incomplete"
+    return combined_status(statuses)
+
+
+def combined_status(statuses: set[str]) -> str:
+    """One status for a run from its ranks': theirs when they agree, else the worst one found
+    (failed, killed, incomplete, exited without end_run), else all of them."""
     if len(statuses) == 1:
-        return statuses.pop()
+        return next(iter(statuses))
     for status in _STATUS_ORDER:
         if status in statuses:
             return status
