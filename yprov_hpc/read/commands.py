@@ -7,7 +7,6 @@ that is no run is one line and exit code 2 (``NotARunError`` is a ``YProvError``
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,16 +45,9 @@ def _console() -> Any:
 
 
 def _fmt(value: Any) -> str:
-    """A value as a table cell: floats to 6 significant digits, None as a dash."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    if hasattr(value, "strftime"):
-        return str(value.strftime("%Y-%m-%d %H:%M:%S"))
-    return str(value)
+    from yprov_hpc.read.htmlkit import fmt
+
+    return fmt(value)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
@@ -108,6 +100,8 @@ def ls(directory: Path, as_json: bool, html_file: Path | None) -> None:
 
 
 def _show_data(run: Any) -> dict[str, Any]:
+    from yprov_hpc.read.load import run_fields
+
     summaries = run.summaries
     finals = []
     if not summaries.empty:
@@ -129,14 +123,7 @@ def _show_data(run: Any) -> dict[str, Any]:
     params = run.common_params()
     per_rank = {r: p for r, p in run.params.items() if p != params}
     return {
-        "path": str(run.path),
-        "id": run.id,
-        "experiment": run.experiment,
-        "status": run.status,
-        "start": run.start,
-        "end": run.end,
-        "duration_s": run.duration_s,
-        "world_size": run.world_size,
+        **run_fields(run),
         "nodes": run.nodes,
         "ranks": [
             {"rank": r.rank, "node": r.node, "status": r.status, "start": r.start, "end": r.end}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yprov_hpc.read.load import RunRecord, load_run
+from yprov_hpc.read.load import RunRecord, load_run, run_fields
 
 __all__ = ["Comparison", "compare_runs", "run_labels"]
 
@@ -28,19 +28,7 @@ class Comparison:
         """A JSON-ready form (``yprov compare --json``)."""
         return {
             "runs": [
-                {
-                    "label": label,
-                    "path": str(run.path),
-                    "id": run.id,
-                    "experiment": run.experiment,
-                    "status": run.status,
-                    "start": run.start,
-                    "end": run.end,
-                    "duration_s": run.duration_s,
-                    "ranks": len(run.ranks),
-                    "energy_j": run.energy_j,
-                    "problems": run.problems,
-                }
+                {"label": label, **run_fields(run), "problems": run.problems}
                 for label, run in zip(self.labels, self.runs, strict=True)
             ],
             "params": {k: self.params[k] for k in sorted(self.params)},

@@ -355,9 +355,9 @@ def metric_column(name: str, context: str | None) -> str:
     return f"metrics.{name}[{context}]" if context else f"metrics.{name}"
 
 
-def run_row(run: RunRecord) -> dict[str, Any]:
-    """One run as a flat row (the shape of ``load_runs`` and ``yprov ls --json``)."""
-    row: dict[str, Any] = {
+def run_fields(run: RunRecord) -> dict[str, Any]:
+    """A run's identity, status, times and size: the first columns of every table of runs."""
+    return {
         "path": str(run.path),
         "id": run.id,
         "experiment": run.experiment,
@@ -369,8 +369,12 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "world_size": run.world_size,
         "nodes": len(run.nodes),
         "energy_j": run.energy_j,
-        "problems": len(run.problems),
     }
+
+
+def run_row(run: RunRecord) -> dict[str, Any]:
+    """One run as a flat row (the shape of ``load_runs`` and ``yprov ls --json``)."""
+    row = {**run_fields(run), "problems": len(run.problems)}
     row.update({f"params.{k}": v for k, v in run.common_params().items()})
     row.update({metric_column(n, c): v for (n, c), v in run.final_metrics().items()})
     return row
