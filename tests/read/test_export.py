@@ -85,8 +85,8 @@ def test_mlflow_artifacts_hold_the_documents_and_the_rank_artifacts(run1: Path, 
     assert {"prov_exp_collection.json", "prov_exp_rank0.json", "merge_report.json"} <= provenance
     children = out["rank_runs"]
     assert isinstance(children, dict)
-    files = [Path(a.path).name for a in client.list_artifacts(children["0"], "artifacts")]
-    assert files == ["weights_r1_rank0.json"]
+    files = {Path(a.path).name for a in client.list_artifacts(children["0"], "artifacts")}
+    assert {"weights_r1_rank0.json", "ckpt_r1_rank0_epoch1.json", "ckpt_r1_rank0_epoch3.json"} <= files
 
 
 def test_mlflow_export_twice_does_not_duplicate(run1: Path, tracking: str) -> None:
@@ -138,3 +138,16 @@ def test_rocrate_command_writes_the_metadata(crate_run: Path) -> None:
     assert result.exit_code == 0
     assert result.stdout.strip() == str(crate_run / METADATA_FILE)
     assert json.loads((crate_run / METADATA_FILE).read_text())["@context"]
+
+
+def test_rocrate_holds_the_stored_model_versions(crate_run: Path) -> None:
+    """Each model version's stored copy is a file of the crate, with its sha256."""
+    from rocrate.rocrate import ROCrate
+
+    export_rocrate(crate_run)
+    versions = load_run(crate_run).model_versions
+    crate = ROCrate(crate_run)
+    assert len(versions) == 3  # rank 0: epochs 1 and 3; rank 1 failed after epoch 1
+    for version in versions:
+        entity = crate.dereference(version["path"])
+        assert entity is not None and entity["sha256"] == version["sha256"]

@@ -143,3 +143,11 @@ def test_chart_data_cannot_close_the_script_element() -> None:
     charts.add("</script><script>alert(1)</script>", [], "step")
     script = charts.script()
     assert script.count("</script>") == 2  # the library's and the drawing code's own
+
+
+def test_run_page_lists_model_versions_with_links(browser: Any, site: Path) -> None:
+    """The run page's table of artifacts and model versions links to each stored copy."""
+    opened = open_page(browser, site / "exp_r1" / "report" / "index.html")
+    names = {p.name for p in _local_links(opened)}
+    assert {"weights_r1_rank0.json"} <= names
+    assert opened.page.get_by_text("weights v2").count() == 2  # ranks 0 and 1

@@ -3,7 +3,7 @@
     python train_rank.py SAVE_DIR EXPERIMENT RUN_ID RANK WORLD_SIZE LR [--fail]
 
 Logs params, a loss curve (training), a validation metric, execution times, system and carbon
-marks, a model version chain and an artifact; sleeps a little per epoch so that the sidecar
+marks, two model versions (epochs 1 and 3) and an artifact; sleeps a little per epoch so that the sidecar
 samples the node. With --fail the rank raises after its second epoch (status "failed").
 """
 
@@ -21,7 +21,7 @@ import yprov_hpc as prov4ml
 def main() -> None:
     save_dir, experiment, run_id, rank, world, lr = sys.argv[1:7]
     fail = "--fail" in sys.argv
-    prov4ml.start_run(
+    run = prov4ml.start_run(
         "www.example.org",
         experiment,
         save_dir,
@@ -46,6 +46,10 @@ def main() -> None:
         prov4ml.log_system_metrics(prov4ml.Context.TRAINING, step=epoch)
         prov4ml.log_carbon_metrics(prov4ml.Context.TRAINING, step=epoch)
         prov4ml.log_current_execution_time("epoch", prov4ml.Context.TRAINING, step=epoch)
+        if epoch % 2 == 1:  # a checkpoint written by "someone else", as Lightning's are
+            ckpt = Path(save_dir) / f"ckpt_{run_id}_rank{rank}_epoch{epoch}.json"
+            ckpt.write_text(json.dumps({"w": w, "epoch": epoch}))
+            run.record_model_version_file(ckpt, "weights", prov4ml.Context.TRAINING, step)
         time.sleep(0.15)
         if fail and epoch == 1:
             raise RuntimeError("this rank fails on purpose")

@@ -2,8 +2,8 @@
 the ``rocrate`` library: ``ro-crate-metadata.json`` beside the PROV documents.
 
 The crate lists the PROV documents (``conformsTo`` PROV-JSON), the merge report, the series
-files (Parquet), the environment files, the graphs and the artifacts (with size and sha256), and
-describes the run as a ``CreateAction`` (Process Run Crate profile): the training command as its
+files (Parquet), the environment files, the graphs, the artifacts and the stored model versions
+(with size and sha256), and describes the run as a ``CreateAction`` (Process Run Crate profile): the training command as its
 instrument, the user as agent, the params as ``PropertyValue`` objects, the documents and
 artifacts as results, start and end time, and an action status from the run's status. The
 private ``journal/`` directory is never part of the crate. ``end_run(crate_ro_crate=True)``
@@ -109,11 +109,13 @@ def _add_files(crate: Any, run: RunRecord) -> list[Any]:
             _file(crate, run, env, {"description": f"environment of rank {rank}: packages, host, git"})
     for graph in run.graphs:
         _file(crate, run, graph, {"description": f"drawing of {graph.stem}"})
-    for art in run.artifacts:
-        stored = inside(run.path, art.get("path"))
-        if stored is not None and stored.is_file():
-            props = {"description": f"artifact of rank {art['rank']}", "sha256": str(art.get("sha256") or "")}
-            results.append(_file(crate, run, stored, props))
+    for kind, items in (("artifact", run.artifacts), ("model version", run.model_versions)):
+        for item in items:
+            stored = inside(run.path, item.get("path"))
+            if stored is not None and stored.is_file():
+                what = f"{kind} {item.get('prov:label')} of rank {item['rank']}"
+                props = {"description": what, "sha256": str(item.get("sha256") or "")}
+                results.append(_file(crate, run, stored, props))
     return results
 
 

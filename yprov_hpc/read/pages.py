@@ -14,6 +14,7 @@ from typing import Any
 
 from yprov_hpc.core.atomic import write_bytes_atomic
 from yprov_hpc.read.compare import Comparison
+from yprov_hpc.read.documents import inside
 from yprov_hpc.read.htmlkit import Charts, esc, fmt, page, status_badge, table, thin
 from yprov_hpc.read.load import RunRecord, run_row
 from yprov_hpc.read.summary_graph import full_graph, summary_svg
@@ -194,6 +195,37 @@ def _params(run: RunRecord) -> str:
     return "".join(parts)
 
 
+def _files(run: RunRecord, page_dir: Path) -> str:
+    """Artifacts, model versions and datasets, with a link to each stored copy."""
+    rows = []
+    for kind, items in (
+        ("artifact", run.artifacts),
+        ("model version", run.model_versions),
+        ("dataset", run.datasets),
+    ):
+        for item in items:
+            stored = inside(run.path, item.get("path"))
+            label = esc(item.get("prov:label"))
+            if stored is not None and stored.exists():
+                label = f"<a href='{esc(os.path.relpath(stored, page_dir))}'>{label}</a>"
+            digest = item.get("sha256") or item.get("fingerprint_sha256") or ""
+            rows.append(
+                [
+                    esc(item["rank"]),
+                    kind,
+                    label,
+                    esc(fmt(item.get("context"))),
+                    esc(fmt(item.get("step"))),
+                    esc(fmt(item.get("size_bytes") or item.get("samples"))),
+                    esc(str(digest)[:16]),
+                ]
+            )
+    if not rows:
+        return "<p class='note'>none recorded</p>"
+    headers = ["rank", "kind", "name", "context", "step", "bytes (samples)", "sha256"]
+    return table(headers, rows, raw=True)
+
+
 def _links(run: RunRecord, page_dir: Path) -> str:
     def link(path: Path, text: str) -> str:
         return f"<li><a href='{esc(os.path.relpath(path, page_dir))}'>{esc(text)}</a></li>"
@@ -233,6 +265,7 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
         "<h3>at the marks (log_system_metrics, log_carbon_metrics)</h3>"
         f"{_metric_charts(run, charts, marks=True)}"
         f"<h2>Energy</h2>{_energy(run, charts, node_pages or {})}"
+        f"<h2>Artifacts, model versions and datasets</h2>{_files(run, page_dir)}"
         f"<h2>Provenance</h2><p class='note'>Summary of the documents; click the job or a rank for "
         f"its full graph.</p>{summary_svg(run, page_dir)}{no_svg}"
         f"<h2>Documents and graphs</h2>{_links(run, page_dir)}"
