@@ -151,3 +151,31 @@ def test_run_page_lists_model_versions_with_links(browser: Any, site: Path) -> N
     names = {p.name for p in _local_links(opened)}
     assert {"weights_r1_rank0.json"} <= names
     assert opened.page.get_by_text("weights v2").count() == 2  # ranks 0 and 1
+
+
+def test_many_ranks_are_drawn_as_a_band_the_mean_and_the_lowest_rank() -> None:
+    """Beyond MAX_RANK_TRACES ranks a chart has four lines: min, max (filled), mean, lowest rank."""
+    import pandas as pd
+
+    from yprov_hpc.read.pages import MAX_RANK_TRACES, _rank_traces
+
+    ranks = MAX_RANK_TRACES + 6
+    frame = pd.DataFrame(
+        {
+            "rank": [r for r in range(ranks) for _ in range(3)],
+            "step": [s for _ in range(ranks) for s in (1, 2, 3)],
+            "value": [float(r + s) for r in range(ranks) for s in (1, 2, 3)],
+            "time": pd.to_datetime([0] * (3 * ranks), unit="ns", utc=True),
+        }
+    )
+    traces, label = _rank_traces(frame)
+    assert label == "step" and [t["name"] for t in traces][1:] == [
+        f"{ranks} ranks: min..max",
+        "mean over ranks",
+        "rank 0",
+    ]
+    assert traces[0]["y"] == [1.0, 2.0, 3.0] and traces[1]["y"] == [
+        float(ranks + 0),
+        float(ranks + 1),
+        float(ranks + 2),
+    ]
