@@ -36,7 +36,9 @@ def site(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = Path(shutil.copytree(runs_dir, tmp_path_factory.mktemp("site") / "runs",
                                 ignore=shutil.ignore_patterns("*.sock")))  # fmt: skip
     runner = CliRunner()
+    svg = ["graph", "--svg", str(root / "exp_r1"), "--out", str(root / "exp_r1" / "graph")]
     for args in (
+        *([svg] if shutil.which("dot") else []),  # Graphviz draws the SVG; without it: DOT links
         ["report", str(root / "exp_r1")],
         ["ls", str(root), "--html", str(root / "index.html")],
         ["compare", str(root / "exp_r1"), str(root / "exp_r2"), "--html", str(root / "compare.html")],
@@ -100,7 +102,7 @@ def test_provenance_summary_fits_the_screen_and_links_the_full_graph(browser: An
     assert box is not None and box["width"] <= 1400
     hrefs = opened.page.eval_on_selector_all("svg.summary a", "els => els.map(e => e.getAttribute('href'))")
     base = site / "exp_r1" / "report"
-    assert any(h.endswith("prov_exp_rank1.dot") or h.endswith("prov_exp_rank1.svg") for h in hrefs)
+    assert any(h.endswith(("prov_exp_rank1.dot", "graph_prov_exp_rank1.html")) for h in hrefs)
     assert all((base / h).resolve().is_file() for h in hrefs)
 
 
@@ -179,3 +181,19 @@ def test_many_ranks_are_drawn_as_a_band_the_mean_and_the_lowest_rank() -> None:
         float(ranks + 1),
         float(ranks + 2),
     ]
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot for SVG drawings")
+def test_full_graph_viewer_fits_the_window_and_toggles_actual_size(browser: Any, site: Path) -> None:
+    """A rank's box opens a viewer whose SVG fits the window; the button shows its actual size."""
+    run_page = open_page(browser, site / "exp_r1" / "report" / "index.html")
+    hrefs = run_page.page.eval_on_selector_all("svg.summary a", "els => els.map(e => e.getAttribute('href'))")
+    viewer = next(h for h in hrefs if "rank1" in h)
+    opened = open_page(browser, (site / "exp_r1" / "report" / viewer).resolve())
+    img = opened.page.locator("#graph")
+    fitted = img.bounding_box()
+    assert opened.errors == [] and img.evaluate("e => e.naturalWidth") > 0
+    assert fitted is not None and fitted["width"] <= 1400 and fitted["height"] <= 900
+    opened.page.click("#zoom")
+    actual = img.bounding_box()
+    assert actual is not None and abs(actual["width"] - img.evaluate("e => e.naturalWidth")) < 1

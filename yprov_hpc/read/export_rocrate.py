@@ -3,11 +3,11 @@ the ``rocrate`` library: ``ro-crate-metadata.json`` beside the PROV documents.
 
 The crate lists the PROV documents (``conformsTo`` PROV-JSON), the merge report, the series
 files (Parquet), the environment files, the graphs, the artifacts and the stored model versions
-(with size and sha256), and describes the run as a ``CreateAction`` (Process Run Crate profile): the training command as its
-instrument, the user as agent, the params as ``PropertyValue`` objects, the documents and
-artifacts as results, start and end time, and an action status from the run's status. The
-private ``journal/`` directory is never part of the crate. ``end_run(crate_ro_crate=True)``
-calls ``export_rocrate`` too.
+(with size and sha256), and describes the run as a ``CreateAction`` (Process Run Crate
+profile): the training command as its instrument, the user as agent, the params as
+``PropertyValue`` objects, the documents and artifacts as results, start and end time, and an
+action status from the run's status. The private ``journal/`` directory is never part of the
+crate. ``end_run(crate_ro_crate=True)`` calls ``export_rocrate`` too.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from yprov_hpc.read.compare import Comparison
 from yprov_hpc.read.documents import inside
 from yprov_hpc.read.htmlkit import Charts, esc, fmt, page, status_badge, table, thin
 from yprov_hpc.read.load import RunRecord, run_row
-from yprov_hpc.read.summary_graph import full_graph, summary_svg
+from yprov_hpc.read.summary_graph import full_graph, graph_targets, summary_svg
 
 __all__ = ["write_compare_page", "write_index_page", "write_run_page"]
 
@@ -226,7 +226,7 @@ def _files(run: RunRecord, page_dir: Path) -> str:
     return table(headers, rows, raw=True)
 
 
-def _links(run: RunRecord, page_dir: Path) -> str:
+def _links(run: RunRecord, page_dir: Path, targets: dict[Path, Path]) -> str:
     def link(path: Path, text: str) -> str:
         return f"<li><a href='{esc(os.path.relpath(path, page_dir))}'>{esc(text)}</a></li>"
 
@@ -234,10 +234,10 @@ def _links(run: RunRecord, page_dir: Path) -> str:
     report = run.path / "merge_report.json"
     if report.is_file():
         items.append(link(report, "merge_report.json (what the merge read and found)"))
-    for doc in run.documents:
+    for doc, target in targets.items():
         drawing = full_graph(run, doc)
-        if drawing is not None:
-            items.append(link(drawing, f"graph of {doc.name} ({drawing.suffix[1:].upper()})"))
+        kind = drawing.suffix[1:].upper() if drawing else ""
+        items.append(link(target, f"graph of {doc.name} ({kind})"))
     return f"<ul>{''.join(items)}</ul>"
 
 
@@ -246,6 +246,8 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
     system series, energy per node and rank, problems, the provenance summary and links."""
     charts = Charts()
     page_dir = path.parent.resolve()
+    page_dir.mkdir(parents=True, exist_ok=True)
+    targets = graph_targets(run, page_dir)
     ranks = [[r.rank, r.node, r.status, r.start, r.end] for r in (run.ranks[k] for k in sorted(run.ranks))]
     problems = "".join(f"<li>{esc(p)}</li>" for p in run.problems) or "<li>none recorded</li>"
     no_svg = (
@@ -267,8 +269,8 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
         f"<h2>Energy</h2>{_energy(run, charts, node_pages or {})}"
         f"<h2>Artifacts, model versions and datasets</h2>{_files(run, page_dir)}"
         f"<h2>Provenance</h2><p class='note'>Summary of the documents; click the job or a rank for "
-        f"its full graph.</p>{summary_svg(run, page_dir)}{no_svg}"
-        f"<h2>Documents and graphs</h2>{_links(run, page_dir)}"
+        f"its full graph.</p>{summary_svg(run, page_dir, targets)}{no_svg}"
+        f"<h2>Documents and graphs</h2>{_links(run, page_dir, targets)}"
     )
     subtitle = f"{esc(run.path)}"
     return _write(path, page(f"{run.experiment} run {run.id}", subtitle, body, charts))

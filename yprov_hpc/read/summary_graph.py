@@ -1,6 +1,7 @@
 """A summary drawing of a run's provenance that fits a screen: the job, its nodes and its ranks
 (each with its status and what it recorded), as inline SVG. Each rank's box links to the full
-graph of its document (graph/*.svg, or the DOT file when no SVG was rendered), one click away.
+graph of its document, one click away: a viewer page that fits the SVG to the window (with a
+button for its actual size), or the DOT file when no SVG was rendered.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from yprov_hpc.core.atomic import write_bytes_atomic
 from yprov_hpc.read.htmlkit import esc
 from yprov_hpc.read.load import RunRecord
 
@@ -24,6 +26,39 @@ def full_graph(run: RunRecord, document: Path) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+_VIEWER = """<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title><style>
+body{{margin:0;font:14px system-ui,sans-serif}}header{{padding:8px 16px;background:#1d2b45;color:#fff}}
+header a,header button{{color:#fff;margin-left:12px}}header button{{background:none;border:1px solid #fff}}
+#box{{overflow:auto;height:calc(100vh - 42px)}}
+#box img.fit{{width:100%;height:100%;object-fit:contain}}</style></head><body>
+<header>{title}<button id='zoom'>actual size</button><a href='{svg}'>SVG file</a></header>
+<div id='box'><img class='fit' id='graph' src='{svg}' alt='{title}'></div>
+<script>const g=document.getElementById('graph'),b=document.getElementById('zoom');
+b.onclick=()=>{{const fit=g.classList.toggle('fit');
+b.textContent=fit?'actual size':'fit to window';}};</script>
+</body></html>"""
+
+
+def graph_targets(run: RunRecord, page_dir: Path) -> dict[Path, Path]:
+    """What a click on a document's graph opens: for an SVG drawing, a viewer page written to
+    ``page_dir`` that fits the whole graph to the window (a button toggles its actual size);
+    else the DOT file. Documents without a drawing are left out."""
+    targets: dict[Path, Path] = {}
+    for doc in run.documents:
+        drawing = full_graph(run, doc)
+        if drawing is None:
+            continue
+        if drawing.suffix == ".svg":
+            viewer = page_dir / f"graph_{doc.stem}.html"
+            text = _VIEWER.format(
+                title=esc(f"graph of {doc.name}"), svg=esc(os.path.relpath(drawing, page_dir))
+            )
+            write_bytes_atomic(viewer, text.encode())
+            drawing = viewer
+        targets[doc] = drawing
+    return targets
 
 
 def _link(target: Path | None, page_dir: Path) -> str:
@@ -59,8 +94,9 @@ def _rank_lines(run: RunRecord, rank: int) -> list[str]:
     ]
 
 
-def summary_svg(run: RunRecord, page_dir: Path) -> str:
-    """The summary drawing; links are relative to ``page_dir`` (where the page is written)."""
+def summary_svg(run: RunRecord, page_dir: Path, targets: dict[Path, Path]) -> str:
+    """The summary drawing; a box links to its document's ``targets`` entry, relative to
+    ``page_dir`` (where the page is written)."""
     ranks = sorted(run.ranks)
     shown = ranks[:MAX_RANK_BOXES]
     per_row = 6
@@ -69,7 +105,7 @@ def summary_svg(run: RunRecord, page_dir: Path) -> str:
     height = 2 * (_BOX_H + 40) + rows * (_BOX_H + _GAP) + 20
     parts: list[str] = []
     job_x = (width - _BOX_W) // 2
-    job_href = _link(full_graph(run, run.collection), page_dir) if run.collection else ""
+    job_href = _link(targets.get(run.collection), page_dir) if run.collection else ""
     job_lines = [f"job {run.id}", run.status, f"{len(ranks)} rank(s), {len(run.nodes)} node(s)"]
     if run.energy_j is not None:
         job_lines.append(f"{run.energy_j:.1f} J")
@@ -91,7 +127,7 @@ def summary_svg(run: RunRecord, page_dir: Path) -> str:
         rank_node = run.ranks[rank].node
         parent_x = node_x.get(rank_node, job_x) if rank_node is not None else job_x
         parts.append(_line(parent_x + _BOX_W // 2, node_y + _BOX_H, x + _BOX_W // 2, y, "#c3c9d3"))
-        href = _link(full_graph(run, run.ranks[rank].document), page_dir)
+        href = _link(targets.get(run.ranks[rank].document), page_dir)
         parts.append(_box(x, y, _rank_lines(run, rank), _COLORS.get(run.ranks[rank].status, "#fff1c9"), href))
     if len(ranks) > len(shown):
         i = len(shown)
