@@ -238,6 +238,38 @@ def graph(files: tuple[Path, ...], svg: bool, out: Path | None) -> None:
     sys.exit(1 if problems_seen else 0)
 
 
+def _slurm_scripts() -> Path:
+    """The shipped Slurm scripts: inside the installed package, or scripts/slurm/ of a checkout."""
+    import yprov_hpc
+
+    package = Path(yprov_hpc.__file__).parent
+    for candidate in (package / "slurm", package.parent / "scripts" / "slurm"):
+        if (candidate / "yprov-job.sbatch").is_file():
+            return candidate
+    raise click.ClickException("the Slurm scripts are not installed with this yprov-hpc")
+
+
+@main.command("slurm-template")
+@click.argument("directory", type=_ANY_PATH)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def slurm_template(directory: Path, force: bool) -> None:
+    """Write the Slurm batch script (yprov-job.sbatch) and its helper (torchrun-step.sh) into
+    DIRECTORY, to copy and edit; see docs/slurm.md. DIRECTORY must exist."""
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory")
+    source = _slurm_scripts()
+    names = [p.name for p in sorted(source.iterdir()) if p.suffix in (".sbatch", ".sh")]
+    names = [n for n in names if not n.startswith("cluster-")]  # the test cluster is not for users
+    clashes = [n for n in names if (directory / n).exists()]
+    if clashes and not force:
+        raise UserError(f"{directory}: would overwrite {', '.join(clashes)} (use --force)")
+    for name in names:
+        target = directory / name
+        target.write_bytes((source / name).read_bytes())
+        target.chmod(0o755)
+        click.echo(str(target))
+
+
 from yprov_hpc.read.commands import register as _register_read_commands  # noqa: E402
 
 _register_read_commands(main)  # ls, show, compare, export (yprov_hpc/read/commands.py)

@@ -24,6 +24,7 @@ class NvmlSampler:
         self._nvml = nvml
         self._handles: list[Any] = []
         self._energy0: dict[int, int] = {}
+        self._names: dict[int, str] = {}
         self.unsupported: set[tuple[int, str]] = set()
 
     def open(self) -> None:
@@ -44,7 +45,11 @@ class NvmlSampler:
         if count == 0:
             raise SamplerUnavailable(self.name, "NVML found no GPU")
         self._handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self._names = {}
         for i, handle in enumerate(self._handles):
+            name = self._try(i, "name", nv.nvmlDeviceGetName, handle)
+            if name is not None:
+                self._names[i] = name.decode() if isinstance(name, bytes) else str(name)
             energy = self._try(i, "energy", nv.nvmlDeviceGetTotalEnergyConsumption, handle)
             if energy is not None:
                 self._energy0[i] = int(energy)
@@ -62,7 +67,7 @@ class NvmlSampler:
         nv = self._nvml
         gpus: dict[str, Any] = {}
         for i, h in enumerate(self._handles):
-            gpu: dict[str, Any] = {}
+            gpu: dict[str, Any] = {"name": self._names[i]} if i in self._names else {}
             power_mw = self._try(i, "power", nv.nvmlDeviceGetPowerUsage, h)
             if power_mw is not None:
                 gpu["power_w"] = power_mw / 1000.0

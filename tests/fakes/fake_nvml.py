@@ -42,6 +42,10 @@ def nvmlDeviceGetHandleByIndex(i: int) -> int:
     return i
 
 
+def nvmlDeviceGetName(h: int) -> str:
+    return "Fake GPU 80GB"
+
+
 def nvmlDeviceGetPowerUsage(h: int) -> int:
     return int(POWER_W[h] * 1000)
 

@@ -91,3 +91,16 @@ def test_import_does_not_load_heavy_modules(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([PYTHON, "-c", code], env=python_env(), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_slurm_template_writes_the_shipped_batch_script(tmp_path: Path) -> None:
+    """`yprov slurm-template DIR` writes the batch script and its helper, and never overwrites."""
+    from tests.conftest import ROOT
+
+    out = _yprov("slurm-template", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    for name in ("yprov-job.sbatch", "torchrun-step.sh"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "scripts" / "slurm" / name).read_bytes()
+        assert (tmp_path / name).stat().st_mode & 0o111
+    again = _yprov("slurm-template", str(tmp_path))
+    assert again.returncode == 2 and "--force" in again.stderr

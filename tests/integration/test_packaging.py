@@ -9,9 +9,17 @@ from pathlib import Path
 
 from tests.conftest import PYTHON, ROOT
 
-_NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv*", "build", "*.egg-info", "prov", "__pycache__", ".*_cache", ".hypothesis"
+_NOT_SOURCE_ANYWHERE = shutil.ignore_patterns(
+    ".git", ".venv*", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis"
 )
+
+
+def _NOT_SOURCE(directory: str, names: list[str]) -> set[str]:
+    """Build outputs anywhere, and the demo's prov/ output folder at the top (not yprov_hpc/prov/)."""
+    ignored = set(_NOT_SOURCE_ANYWHERE(directory, names))
+    if Path(directory) == ROOT:
+        ignored |= {"prov", "runs"} & set(names)
+    return ignored
 
 
 def test_wheel_contains_every_source_module(tmp_path: Path) -> None:
@@ -37,5 +45,6 @@ def test_wheel_contains_every_source_module(tmp_path: Path) -> None:
         "yprov_daemon/" + p.relative_to(ROOT / "daemon").as_posix() for p in (ROOT / "daemon").rglob("*.py")
     }
     expected |= {"yprov_hpc/py.typed", "yprov_daemon/py.typed"}
+    expected |= {"yprov_hpc/slurm/yprov-job.sbatch", "yprov_hpc/slurm/torchrun-step.sh"}  # slurm-template
     assert not expected - names, f"missing from the wheel: {sorted(expected - names)}"
     assert any(n.endswith("entry_points.txt") for n in names)

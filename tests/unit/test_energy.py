@@ -1,4 +1,5 @@
-"""Energy: integration, interpolation, and the attribution invariant (shares + other = total)."""
+"""Energy: integration, interpolation, the attribution invariant (shares + other = total) over the
+run's window, values not measured, the CPU model from the samples, and telemetry gaps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from yprov_hpc.fold.attribution import NodeTelemetry, node_telemetry, node_totals, rank_energy
+from yprov_hpc.fold.carbon import CarbonIntensity
 from yprov_hpc.fold.energy import build_node_energy, cumulative_from_power, interpolate, split_interval
+from yprov_hpc.fold.gaps import sample_interval_ns, telemetry_gaps
 
 S = 1_000_000_000
 
@@ -120,3 +124,73 @@ def test_without_process_lists_gpus_follow_the_hints() -> None:
                 rank["cuda_visible_devices"] = "1,0"
     ne = build_node_energy("n", samples, {})
     assert ne.gpu_users == {"0": [1], "1": [0]}  # local rank 0 -> NVML GPU 1, local rank 1 -> GPU 0
+
+
+def _telemetry(n: int, seed: int) -> NodeTelemetry:
+    return node_telemetry("n", _samples(n, seed), tdp=(100.0, "test"))
+
+
+@given(
+    n=st.integers(3, 30),
+    seed=st.integers(0, 10_000),
+    cuts=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+)
+def test_ranks_plus_other_equal_the_node_over_the_window_when_ranks_end_apart(
+    n: int, seed: int, cuts: list[float]
+) -> None:
+    """Ranks with their own start and end inside the run's window: each rank's share over its own
+    window, plus "other", equal the node's energy over the run's window, and "other" is never negative."""
+    tele = _telemetry(n, seed)
+    span = (n - 1) * S
+    a0, a1, b0, b1 = (int(c * span) for c in cuts)
+    windows = {0: (min(a0, a1), max(a0, a1)), 1: (min(b0, b1), max(b0, b1))}
+    window = (min(w[0] for w in windows.values()), max(w[1] for w in windows.values()))
+    carbon = CarbonIntensity(400.0, "test", "test")
+    node_totals(tele, window, windows, carbon)
+    if window[0] == window[1]:  # an empty window: nothing measured, and no figure
+        assert tele.totals == {} and tele.status.startswith("not measured")
+        return
+    t = tele.totals
+    e = tele.energy
+    assert t["energy_j"] == pytest.approx(e.node_total_at(window[1]) - e.node_total_at(window[0]), rel=1e-9)
+    ranks = sum(rank_energy(r, w, tele, carbon).get("energy_j", 0.0) for r, w in windows.items())
+    assert t["ranks_energy_j"] == pytest.approx(ranks, rel=1e-9, abs=1e-9)
+    assert t["ranks_energy_j"] + t["other_energy_j"] == pytest.approx(t["energy_j"], rel=1e-9)
+    assert t["other_energy_j"] >= -1e-6 * max(1.0, t["energy_j"])
+
+
+def test_a_node_without_an_interval_is_not_measured_never_zero() -> None:
+    """One sample, or no node at all: the rank's energy has no figure and a status saying why."""
+    one = node_telemetry("n", _samples(1, 0), tdp=(100.0, "test"))
+    carbon = CarbonIntensity(400.0, "test", "test")
+    energy = rank_energy(0, (0, 5 * S), one, carbon)
+    assert "energy_j" not in energy and energy["energy_status"].startswith("not measured: one sample")
+    assert rank_energy(0, (0, S), None, carbon) == {
+        "energy_status": "not measured: no samples from the rank's node"
+    }
+    node_totals(one, (0, 5 * S), {0: (0, 5 * S)}, carbon)
+    assert one.totals == {} and one.status.startswith("not measured")
+
+
+def test_the_cpu_model_for_the_tdp_estimate_comes_from_the_nodes_samples() -> None:
+    """A system sample that names its CPU model: the estimate's TDP source says it came from there."""
+    samples = [
+        (
+            k * S,
+            "system",
+            {"cpu_busy_s": float(k), "cpu_percent": 50.0, "ranks": {}, "cpu_model": "Sampled CPU X"},
+        )
+        for k in range(3)
+    ]
+    tele = node_telemetry("some-other-node", samples)
+    assert tele.cpu_model == "Sampled CPU X"
+    assert "CPU model from the node's samples" in tele.tdp_source
+
+
+def test_holes_and_an_early_stop_are_telemetry_gaps() -> None:
+    """Samples every second with a 6 s hole, stopping 10 s before the job's end: two gaps, with times."""
+    times = [k * S for k in (0, 1, 2, 3, 9, 10)]
+    gaps = telemetry_gaps("n0", times, (0, 20 * S), sample_interval_ns(times, []))
+    assert [(g["from_ts_ns"], g["to_ts_ns"]) for g in gaps] == [(3 * S, 9 * S), (10 * S, 20 * S)]
+    assert "stopped before the job's end" in gaps[1]["reason"]
+    assert telemetry_gaps("n0", [k * S for k in range(21)], (0, 20 * S), S) == []

@@ -20,7 +20,9 @@ from yprov_hpc.wire.records import Kind
 T0 = 1_780_000_000_000_000_000
 
 
-def _rank_batches(rank: int, n_metrics: int, batch: int, stream: int = 11) -> list[tuple[bytes, bytes]]:
+def _rank_batches(
+    rank: int, n_metrics: int, batch: int, stream: int = 11, records: bool = False
+) -> list[tuple[bytes, bytes]]:
     events: list[tuple[object, ...]] = [
         (
             int(Kind.RUN_START),
@@ -36,6 +38,12 @@ def _rank_batches(rank: int, n_metrics: int, batch: int, stream: int = 11) -> li
         ),
         (int(Kind.PARAM), T0 + 1, "lr", 0.1, "float"),
     ]
+    if records:  # an artifact re-logged as a revision, and a dataset in a context
+        events += [
+            (int(Kind.ARTIFACT), T0 + 2, "cfg/a.yaml", None, None, {"stored": "artifacts/a1"}),
+            (int(Kind.DATASET), T0 + 3, "train", "training", {"samples": 10}),
+            (int(Kind.ARTIFACT), T0 + 4, "cfg/a.yaml", None, None, {"stored": "artifacts/a2", "revision": 2}),
+        ]
     events += [
         (int(Kind.METRIC), T0 + 10 + i, "loss", 1.0 / (i + 1), "training", i) for i in range(n_metrics)
     ]
@@ -77,7 +85,7 @@ def test_order_and_duplicates_do_not_change_the_result(
     tmp_path: Path, seed: int, n_files: int, dup: float, batch: int
 ) -> None:
     """Shuffled, duplicated and split across journals, the same batches merge to the same bytes."""
-    frames = _rank_batches(0, 60, batch) + _rank_batches(1, 30, batch)
+    frames = _rank_batches(0, 60, batch, records=True) + _rank_batches(1, 30, batch, records=True)
     canonical = tmp_path / "canon" / "e_r1"
     shutil.rmtree(canonical.parent, ignore_errors=True)
     _write_journals(canonical, frames, 1)
@@ -92,7 +100,7 @@ def test_order_and_duplicates_do_not_change_the_result(
     result = merge_run(other, create_svg=False)
     ignore = ("yprov:events_duplicate_dropped", "yprov:sha256")
     assert _outputs(other, ignore) == _outputs(canonical, ignore)
-    assert result.ranks[0].events == 63 and not result.ranks[0].gaps
+    assert result.ranks[0].events == 66 and not result.ranks[0].gaps
     dup_events = result.ranks[0].duplicates + result.ranks[1].duplicates
     assert dup_events == _events_in(noisy) - _events_in(frames)
 

@@ -35,6 +35,7 @@ def test_ncname_is_always_valid_and_injective_on_changes(text: str) -> None:
 def test_typed_literals() -> None:
     """Numbers and booleans become typed literals; NaN and infinities use XSD's lexical forms."""
     assert typed(3) == {"$": "3", "type": "xsd:long"}
+    assert typed(2**64 - 1) == {"$": str(2**64 - 1), "type": "xsd:integer"}  # beyond xsd:long
     assert typed(True) == {"$": "true", "type": "xsd:boolean"}
     assert typed(math.nan)["$"] == "NaN"
     assert typed(-math.inf)["$"] == "-INF"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_nvml_counter_and_unsupported_counter(monkeypatch: pytest.MonkeyPatch) -
     assert "energy_j" not in gpus["1"] and gpus["1"]["power_w"] == 100.0
     assert (1, "energy") in sampler.unsupported
     assert gpus["0"]["util_percent"] == 90.0 and gpus["0"]["mem_total_bytes"] == 80 << 30
+    assert gpus["0"]["name"] == gpus["1"]["name"] == "Fake GPU 80GB"  # the model, for the estimate
 
 
 def test_nvml_missing_library_is_unavailable() -> None:
@@ -111,3 +113,47 @@ def test_schedule_has_no_drift_and_a_slow_sampler_skips_ticks() -> None:
     thread.ticks = 1
     deadline, missed = thread.next_deadline(t0, t0 + 3.4)  # a reading that overran two slots
     assert (deadline, missed) == (t0 + 4.0, 2)
+
+
+def test_the_first_system_sample_measures_a_real_window() -> None:
+    """Right after open, the node's CPU % comes from a window of at least MIN_WINDOW_S, and a rank
+    seen for the first time gets its CPU % since it started: busy work shows, not a false 0 %."""
+    from yprov_daemon.samplers.system import MIN_WINDOW_S
+
+    sampler = SystemSampler(lambda: {0: {"pid": os.getpid(), "local_rank": 0}})
+    sum(i * i for i in range(2_000_000))  # this process has used CPU since it started
+    sampler.open()
+    began = time.monotonic()
+    values = sampler.sample()
+    assert time.monotonic() - began >= MIN_WINDOW_S * 0.9
+    assert values["ranks"]["0"]["cpu_percent"] > 0
+    assert values["cpu_model"] == sampler._cpu_model
+
+
+def test_a_requested_sample_is_taken_off_the_schedule() -> None:
+    """request_sample() makes the thread read at once, between scheduled ticks, and counts it."""
+    readings: list[int] = []
+
+    class _Counter:
+        name = "count"
+
+        def open(self) -> None: ...
+
+        def sample(self) -> dict[str, int]:
+            readings.append(len(readings))
+            return {"n": len(readings)}
+
+        def close(self) -> None: ...
+
+    thread = SamplerThread(_Counter(), 3600.0, lambda ts, src, v: None)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not readings and time.monotonic() < deadline:  # the first, scheduled reading
+            time.sleep(0.01)
+        thread.request_sample()
+        while len(readings) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        thread.stop()
+    assert len(readings) == 2 and thread.extra == 1 and thread.ticks == 1

@@ -1,5 +1,11 @@
-"""Merge-side telemetry: a node's samples -> its series file and energy timeline; a rank's
-marks -> system and carbon metrics at their steps; per-rank and per-node energy totals."""
+"""Merge-side telemetry: a node's samples -> its energy timeline; a rank's marks -> system and
+carbon metrics at their steps; per-rank and per-node energy over the run's window.
+
+A figure that was not measured is left out and its ``energy_status`` says why ("not measured:
+..."), never written as 0. Over the run's window, a node's ranks plus its "other" equal the
+node's total, whenever each rank started and ended: "other" is the node's energy minus the
+ranks' shares, each over the rank's own window.
+"""
 
 from __future__ import annotations
 
@@ -8,183 +14,106 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yprov_hpc.core.hashing import sha256_file
+from yprov_hpc.core.hardware import cpu_model
 from yprov_hpc.fold.carbon import CarbonIntensity, cpu_tdp_w
-from yprov_hpc.fold.energy import NodeEnergy, build_node_energy
+from yprov_hpc.fold.energy import NodeEnergy, build_node_energy, interpolate
+from yprov_hpc.fold.gaps import sample_interval_ns
+from yprov_hpc.wire.records import Mark
 
 J_PER_KWH = 3.6e6
+Sample = tuple[int, str, dict[str, Any]]
+Window = tuple[int, int]
+
+
+def emissions_kg(energy_j: float, carbon: CarbonIntensity) -> float:
+    """kgCO2eq of an energy at the run's carbon intensity: the one emissions formula."""
+    return energy_j / J_PER_KWH * carbon.g_per_kwh / 1000
 
 
 @dataclass
 class NodeTelemetry:
-    """One node: its energy timeline, series file and totals."""
+    """One node: its energy timeline, series file and totals over the run's window."""
 
     energy: NodeEnergy
     series_path: Path | None = None
     series_sha256: str = ""
     samples: int = 0
     tdp_source: str = ""
-    totals: dict[str, Any] = field(default_factory=dict)
+    cpu_model: str = ""
+    totals: dict[str, Any] = field(default_factory=dict)  # empty when not measured
+    status: str = "not measured: no samples"
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _flatten(ts: int, source: str, values: dict[str, Any], rows: dict[str, list[Any]]) -> None:
-    def add(device: str, metric: str, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return
-        rows["ts_ns"].append(ts)
-        rows["source"].append(source)
-        rows["device"].append(device)
-        rows["metric"].append(metric)
-        rows["value"].append(float(value))
-
-    for key, value in values.items():
-        if isinstance(value, dict):  # ranks / domains / gpus
-            for device, inner in value.items():
-                if isinstance(inner, dict):
-                    for metric, v in inner.items():
-                        add(f"{key[:-1] if key.endswith('s') else key}:{device}", metric, v)
-        else:
-            add("node", key, value)
+def _cpu_model_of(samples: list[Sample], node: str) -> tuple[str, str]:
+    """(the CPU model, where it came from): the node's own system samples, else this machine's
+    when the merge runs on that node, else none."""
+    for _, source, values in reversed(samples):
+        model = values.get("cpu_model") if source == "system" else None
+        if isinstance(model, str) and model:
+            return model[:200], "the node's samples"
+    if node == platform.node():
+        return cpu_model(), "the merging machine (the same node)"
+    return "", "unknown (the node's samples name no CPU model)"
 
 
-def write_node_series(samples: list[tuple[int, str, dict[str, Any]]], path: Path) -> str:
-    """All samples of a node in long form (ts_ns, source, device, metric, value), Parquet/zstd."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def node_telemetry(node: str, samples: list[Sample], tdp: tuple[float, str] | None = None) -> NodeTelemetry:
+    """The energy timeline of one node (totals come later, with the run's window).
 
-    rows: dict[str, list[Any]] = {"ts_ns": [], "source": [], "device": [], "metric": [], "value": []}
-    for ts, source, values in sorted(samples, key=lambda s: s[0]):
-        _flatten(ts, source, values, rows)
-    table = pa.table(
-        {
-            "ts_ns": pa.array(rows["ts_ns"], pa.int64()),
-            "source": pa.array(rows["source"], pa.string()).dictionary_encode(),
-            "device": pa.array(rows["device"], pa.string()).dictionary_encode(),
-            "metric": pa.array(rows["metric"], pa.string()).dictionary_encode(),
-            "value": pa.array(rows["value"], pa.float64()),
-        }
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(path)
-    return sha256_file(path)
-
-
-def node_telemetry(
-    node: str, samples: list[tuple[int, str, dict[str, Any]]], series_path: Path, carbon: CarbonIntensity
-) -> NodeTelemetry:
-    """Series file, energy timeline and totals of one node."""
-    tdp, tdp_source = cpu_tdp_w(platform.processor() or _cpu_model())
-    nt = NodeTelemetry(build_node_energy(node, samples, {}, tdp), samples=len(samples))
-    nt.tdp_source = tdp_source if nt.energy.cpu_method.startswith("tdp") else ""
-    if samples:
-        nt.series_path = series_path
-        nt.series_sha256 = write_node_series(samples, series_path)
-    e = nt.energy
-    if e.times:
-        cpu = e.cpu_j[-1]
-        gpu = sum(g[-1] for g in e.gpu_j.values())
-        total = cpu + gpu
-        nt.totals = {
-            "energy_j": total,
-            "energy_kwh": total / J_PER_KWH,
-            "cpu_dram_energy_j": cpu,
-            "gpu_energy_j": gpu,
-            "other_energy_j": e.other_j[-1],
-            "ranks_energy_j": sum(e.rank_cpu_j[r][-1] + e.rank_gpu_j[r][-1] for r in e.rank_cpu_j),
-            "emissions_kg": total / J_PER_KWH * carbon.g_per_kwh / 1000,
-            "cpu_method": e.cpu_method,
-            "gpu_methods": e.gpu_methods or None,
-            "gpus": len(e.gpu_j) or None,
-            "duration_s": (e.times[-1] - e.times[0]) / 1e9,
-        }
+    ``tdp`` overrides the TDP lookup from the node's CPU model (tests, or a bad setting)."""
+    model, model_source = _cpu_model_of(samples, node)
+    tdp_w, tdp_source = tdp if tdp is not None else cpu_tdp_w(model)
+    nt = NodeTelemetry(build_node_energy(node, samples, {}, tdp_w), samples=len(samples), cpu_model=model)
+    if nt.energy.cpu_method.startswith("tdp"):
+        nt.tdp_source = f"{tdp_source}; CPU model from {model_source}"
     return nt
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+def _at(e: NodeEnergy, series: list[float] | None, t: int) -> float:
+    return interpolate(e.times, series, t) if series else 0.0
 
 
-def mark_metrics(
-    rank: int,
-    marks: list[tuple[str, str | None, int | None, int]],
-    start_ns: int,
-    node: NodeTelemetry | None,
-    carbon: CarbonIntensity,
-) -> list[tuple[str, str | None, int | None, float, int]]:
-    """(name, context, step, value, ts_ns) metrics for a rank's marks, from its node's samples."""
-    out: list[tuple[str, str | None, int | None, float, int]] = []
-    if node is None or not node.energy.times:
-        return out
-    e = node.energy
-    base_rank = e.rank_total_at(rank, start_ns)
-    base_node = e.node_total_at(start_ns)
-    rank_gpus = [g for g, users in e.gpu_users.items() if rank in users]
-    for what, ctx, step, ts in marks:
-        if what == "system":
-            sample = e.system_at(ts) or {}
-            mine = sample.get("ranks", {}).get(str(rank), {})
-            values = {
-                "system/cpu_percent": mine.get("cpu_percent"),
-                "system/rss_bytes": mine.get("rss_bytes"),
-                "system/node_cpu_percent": sample.get("cpu_percent"),
-                "system/node_mem_used_bytes": sample.get("mem_used_bytes"),
-            }
-            gpus = e.gpus_at(ts)
-            if rank_gpus and gpus:
-                util = [gpus.get(g, {}).get("util_percent") for g in rank_gpus]
-                mem = [gpus.get(g, {}).get("mem_used_bytes") for g in rank_gpus]
-                if all(u is not None for u in util):
-                    values["system/gpu_util_percent"] = sum(util) / len(util)  # type: ignore[arg-type]
-                if all(m is not None for m in mem):
-                    values["system/gpu_mem_used_bytes"] = sum(mem)  # type: ignore[arg-type]
-        else:
-            energy = max(0.0, e.rank_total_at(rank, ts) - base_rank)
-            window = 1_000_000_000  # power over the second before the mark
-            before = e.rank_total_at(rank, ts - window)
-            values = {
-                "carbon/energy_j": energy,
-                "carbon/energy_kwh": energy / J_PER_KWH,
-                "carbon/emissions_kg": energy / J_PER_KWH * carbon.g_per_kwh / 1000,
-                "carbon/power_w": max(0.0, e.rank_total_at(rank, ts) - before) / (window / 1e9),
-                "carbon/node_energy_j": max(0.0, e.node_total_at(ts) - base_node),
-            }
-        for name, value in values.items():
-            if value is not None:
-                out.append((name, ctx, step, float(value), ts))
-    return out
+def covered_s(e: NodeEnergy, window: Window) -> float:
+    """Seconds of ``window`` between the node's first and last system sample."""
+    if len(e.times) < 2:
+        return 0.0
+    return max(0, min(window[1], e.times[-1]) - max(window[0], e.times[0])) / 1e9
+
+
+def _status(e: NodeEnergy, window: Window) -> str:
+    if not e.times:
+        return "not measured: no samples from this node"
+    if len(e.times) < 2:
+        return "not measured: one sample only (no interval to measure)"
+    covered, length = covered_s(e, window), max(0, window[1] - window[0]) / 1e9
+    if covered <= 0:
+        return "not measured: no samples in the run's window"
+    if length - covered > 2 * sample_interval_ns(e.times, e.system) / 1e9:  # beyond a sampler's reach
+        return f"partially measured: samples cover {covered:.1f} s of the {length:.1f} s window"
+    return "measured"
 
 
 def rank_energy(
-    rank: int, start_ns: int, end_ns: int, node: NodeTelemetry | None, carbon: CarbonIntensity
+    rank: int, window: Window, node: NodeTelemetry | None, carbon: CarbonIntensity
 ) -> dict[str, Any]:
-    """A rank's energy over its run: CPU+DRAM share, GPU, total, emissions, methods."""
-    if node is None or not node.energy.times:
-        return {}
+    """A rank's energy over its own window: CPU+DRAM share, GPU, total, emissions, methods."""
+    if node is None:
+        return {"energy_status": "not measured: no samples from the rank's node"}
     e = node.energy
-
-    def at(series: list[float] | None, t: int) -> float:
-        from yprov_hpc.fold.energy import interpolate
-
-        return interpolate(e.times, series, t) if series else 0.0
-
-    cpu = at(e.rank_cpu_j.get(rank), end_ns) - at(e.rank_cpu_j.get(rank), start_ns)
-    gpu = at(e.rank_gpu_j.get(rank), end_ns) - at(e.rank_gpu_j.get(rank), start_ns)
+    status = _status(e, window)
+    if status.startswith("not measured"):
+        return {"energy_status": status, "node": e.node}
+    cpu = _at(e, e.rank_cpu_j.get(rank), window[1]) - _at(e, e.rank_cpu_j.get(rank), window[0])
+    gpu = _at(e, e.rank_gpu_j.get(rank), window[1]) - _at(e, e.rank_gpu_j.get(rank), window[0])
     total = max(0.0, cpu + gpu)
     gpus = [g for g, users in e.gpu_users.items() if rank in users]
     return {
         "energy_j": total,
         "energy_kwh": total / J_PER_KWH,
+        "energy_status": status,
         "cpu_dram_energy_j": cpu,
         "gpu_energy_j": gpu,
-        "emissions_kg": total / J_PER_KWH * carbon.g_per_kwh / 1000,
+        "emissions_kg": emissions_kg(total, carbon),
         "carbon_intensity_g_per_kwh": carbon.g_per_kwh,
         "carbon_region": carbon.region,
         "carbon_source": carbon.source,
@@ -193,3 +122,106 @@ def rank_energy(
         "gpu_methods": {g: e.gpu_methods[g] for g in gpus} or None,
         "node": e.node,
     }
+
+
+def node_totals(
+    node: NodeTelemetry, window: Window, rank_windows: dict[int, Window], carbon: CarbonIntensity
+) -> None:
+    """Fill ``node.totals`` and ``node.status`` over the run's window; the ranks' shares are
+    each over the rank's own window, and "other" is what they leave of the node's total."""
+    e = node.energy
+    node.status = _status(e, window)
+    node.totals = {}
+    if node.status.startswith("not measured"):
+        return
+    t0, t1 = window
+    cpu = _at(e, e.cpu_j, t1) - _at(e, e.cpu_j, t0)
+    gpu = sum(_at(e, g, t1) - _at(e, g, t0) for g in e.gpu_j.values())
+    total = cpu + gpu
+    ranks = 0.0
+    for rank, w in rank_windows.items():
+        ranks += rank_energy(rank, w, node, carbon).get("energy_j", 0.0)
+    node.totals = {
+        "energy_j": total,
+        "energy_kwh": total / J_PER_KWH,
+        "cpu_dram_energy_j": cpu,
+        "gpu_energy_j": gpu,
+        "other_energy_j": total - ranks,
+        "ranks_energy_j": ranks,
+        "emissions_kg": emissions_kg(total, carbon),
+        "cpu_method": e.cpu_method,
+        "gpu_methods": e.gpu_methods or None,
+        "gpus": len(e.gpu_j) or None,
+        "duration_s": covered_s(e, window),
+    }
+
+
+def node_attributes(node: NodeTelemetry | None, series_path: str | None) -> dict[str, Any]:
+    """A node's attributes in the collection (without the ``yprov:`` prefix)."""
+    if node is None:
+        return {"energy_status": "not measured: no samples from this node"}
+    attrs: dict[str, Any] = dict(node.totals)
+    attrs["energy_status"] = node.status
+    attrs["samples"] = node.samples
+    attrs["cpu_model"] = node.cpu_model or None
+    attrs["cpu_tdp_source"] = node.tdp_source or None
+    attrs["telemetry_gaps"] = node.gaps or None
+    if series_path is not None:
+        attrs["series_path"] = series_path
+        attrs["series_sha256"] = node.series_sha256
+    return attrs
+
+
+def _system_values(e: NodeEnergy, rank: int, rank_gpus: list[str], ts: int) -> dict[str, Any]:
+    sample = e.system_at(ts) or {}
+    mine = sample.get("ranks", {}).get(str(rank), {})
+    values = {
+        "system/cpu_percent": mine.get("cpu_percent"),
+        "system/rss_bytes": mine.get("rss_bytes"),
+        "system/node_cpu_percent": sample.get("cpu_percent"),
+        "system/node_mem_used_bytes": sample.get("mem_used_bytes"),
+    }
+    gpus = e.gpus_at(ts)
+    if rank_gpus and gpus:
+        util = [gpus.get(g, {}).get("util_percent") for g in rank_gpus]
+        mem = [gpus.get(g, {}).get("mem_used_bytes") for g in rank_gpus]
+        if all(isinstance(u, (int, float)) for u in util):
+            values["system/gpu_util_percent"] = sum(util) / len(util)
+        if all(isinstance(m, (int, float)) for m in mem):
+            values["system/gpu_mem_used_bytes"] = sum(mem)
+    return values
+
+
+def mark_metrics(
+    rank: int, marks: list[Mark], start_ns: int, node: NodeTelemetry | None, carbon: CarbonIntensity
+) -> list[tuple[str, str | None, int | None, float, int]]:
+    """(name, context, step, value, ts_ns) metrics for a rank's marks, from its node's samples.
+    A carbon mark before the node's first sample gets no values: nothing is invented."""
+    out: list[tuple[str, str | None, int | None, float, int]] = []
+    if node is None or not node.energy.times:
+        return out
+    e = node.energy
+    base_rank = e.rank_total_at(rank, start_ns)
+    base_node = e.node_total_at(start_ns)
+    rank_gpus = [g for g, users in e.gpu_users.items() if rank in users]
+    for mark in marks:
+        ts = mark.ts_ns
+        if mark.what == "system":
+            values = _system_values(e, rank, rank_gpus, ts)
+        elif ts < e.times[0]:
+            continue
+        else:
+            energy = max(0.0, e.rank_total_at(rank, ts) - base_rank)
+            window = 1_000_000_000  # power over the second before the mark
+            before = e.rank_total_at(rank, ts - window)
+            values = {
+                "carbon/energy_j": energy,
+                "carbon/energy_kwh": energy / J_PER_KWH,
+                "carbon/emissions_kg": emissions_kg(energy, carbon),
+                "carbon/power_w": max(0.0, e.rank_total_at(rank, ts) - before) / (window / 1e9),
+                "carbon/node_energy_j": max(0.0, e.node_total_at(ts) - base_node),
+            }
+        for name, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append((name, mark.context, mark.step, float(value), ts))
+    return out

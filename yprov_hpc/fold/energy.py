@@ -19,6 +19,46 @@ from functools import cached_property
 from typing import Any
 
 DEFAULT_CPU_TDP_W = 85.0  # codecarbon's fallback when a CPU model is not in its table
+MAX_RANKS_PER_NODE = 1024  # ranks one node's samples may name (a node has fewer cores than this)
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _maps(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+
+
+def check_sample(source: str, values: dict[str, Any]) -> str | None:
+    """Why one sample's values cannot be used for energy (None when they can): the merge reads
+    journals, and a journal is untrusted, so every field the energy fold reads is checked here."""
+    if source == "system":
+        for key in ("cpu_percent", "cpu_busy_s"):
+            if key in values and not _num(values[key]):
+                return f"system {key} is not a number"
+        ranks = values.get("ranks", {})
+        if not _maps(ranks) or len(ranks) > MAX_RANKS_PER_NODE:
+            return "system ranks is not a map of rank -> map (or names too many ranks)"
+        for r, info in ranks.items():
+            if not (r.isdigit() and len(r) <= 7 and type(info.get("pid")) is int and _num(info.get("cpu_s"))):
+                return f"system rank {r!r:.20} lacks an int pid or a numeric cpu_s"
+    elif source == "rapl":
+        domains = values.get("domains", {})
+        if not _maps(domains) or not all(_num(d.get("energy_j", 0.0)) for d in domains.values()):
+            return "rapl domains is not a map of domain -> {energy_j: number}"
+    elif source == "nvml":
+        gpus = values.get("gpus", {})
+        if not _maps(gpus):
+            return "nvml gpus is not a map of GPU -> map"
+        for gpu in gpus.values():
+            if not all(_num(gpu[k]) for k in ("energy_j", "power_w") if k in gpu):
+                return "nvml GPU energy_j or power_w is not a number"
+            if "pids" in gpu and not (
+                isinstance(gpu["pids"], list) and all(type(p) is int for p in gpu["pids"])
+            ):
+                return "nvml GPU pids is not a list of ints"
+    return None
 
 
 def interpolate(times: list[int], values: list[float], t: int) -> float:
@@ -115,8 +155,8 @@ def gpu_of_rank(info: dict[str, Any]) -> str:
     rank, taken through CUDA_VISIBLE_DEVICES when that lists indices (NVML counts all GPUs)."""
     device = info.get("cuda_device", info.get("local_rank", 0))
     visible = [v.strip() for v in str(info.get("cuda_visible_devices", "")).split(",") if v.strip()]
-    if visible and all(v.isdigit() for v in visible):
-        return visible[int(device) % len(visible)]
+    if visible and all(v.isdigit() for v in visible) and type(device) is int:
+        return visible[device % len(visible)]
     return str(device)
 
 
@@ -141,7 +181,6 @@ def build_node_energy(
     ne.times = [ts for ts, _ in system]
     if not ne.times:
         return ne
-    n = len(ne.times)
 
     # CPU + DRAM, cumulative on the system-sample times
     if rapl:
@@ -159,7 +198,8 @@ def build_node_energy(
 
     # GPUs, cumulative on the system-sample times
     gpu_ids = sorted(
-        {g for _, v in nvml for g in v.get("gpus", {})}, key=lambda g: int(g) if g.isdigit() else g
+        {g for _, v in nvml for g in v.get("gpus", {})},
+        key=lambda g: (0, int(g), "") if g.isdigit() else (1, 0, g),
     )
     g_times = [ts for ts, _ in nvml]
     for g in gpu_ids:
@@ -176,22 +216,39 @@ def build_node_energy(
         base = interpolate(g_times, cum, ne.times[0])
         ne.gpu_j[g] = [interpolate(g_times, cum, t) - base for t in ne.times]
 
-    # who uses which GPU: NVML's process lists, else the local rank's index
+    ranks = _gpu_users(ne, system, nvml, rank_local)
+    _attribute(ne, system, ranks)
+    return ne
+
+
+Timed = list[tuple[int, dict[str, Any]]]
+
+
+def _gpu_users(ne: NodeEnergy, system: Timed, nvml: Timed, rank_local: dict[int, int]) -> list[int]:
+    """Fill ``ne.gpu_users`` (NVML's process lists, else each rank's hints); return the ranks."""
     pid_rank: dict[int, int] = {}
     rank_gpu = {r: str(local) for r, local in rank_local.items()}
     for _, v in system:
         for r, info in v.get("ranks", {}).items():
             pid_rank[int(info["pid"])] = int(r)
             rank_gpu.setdefault(int(r), gpu_of_rank(info))
+    ranks = sorted({int(r) for _, v in system for r in v.get("ranks", {})} | set(rank_local))
+    ranks = ranks[:MAX_RANKS_PER_NODE]  # bounded memory whatever the samples claim
+    known = set(ranks)
     for g in ne.gpu_j:
         if any("pids" in v["gpus"].get(g, {}) for _, v in nvml):  # NVML lists its processes
             pids = {p for _, v in nvml for p in v["gpus"].get(g, {}).get("pids", [])}
             users = sorted({pid_rank[p] for p in pids if p in pid_rank})
         else:  # no process lists (MIG, no permission): the rank's own hints
             users = sorted(r for r, gpu in rank_gpu.items() if gpu == g)
-        ne.gpu_users[g] = users
+        ne.gpu_users[g] = [u for u in users if u in known]
+    return ranks
 
-    ranks = sorted({int(r) for _, v in system for r in v.get("ranks", {})} | set(rank_local))
+
+def _attribute(ne: NodeEnergy, system: Timed, ranks: list[int]) -> None:
+    """Split every interval between two system samples: CPU+DRAM by CPU time, each GPU to its
+    users, the rest to "other" (cumulative series on the system-sample times)."""
+    n = len(ne.times)
     ne.rank_cpu_j = {r: [0.0] * n for r in ranks}
     ne.rank_gpu_j = {r: [0.0] * n for r in ranks}
     ne.other_j = [0.0] * n
@@ -215,4 +272,3 @@ def build_node_energy(
             else:
                 other += d_gpu
         ne.other_j[k] = ne.other_j[k - 1] + other
-    return ne

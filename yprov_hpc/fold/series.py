@@ -7,12 +7,14 @@ Read a file with ``pyarrow.parquet.read_table`` or pandas/polars.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yprov_hpc.core.hashing import sha256_file
+from yprov_hpc.core.atomic import write_bytes_atomic
 
 
 class SeriesColumns:
@@ -61,9 +63,20 @@ class Summary:
     last_ns: int
 
 
+def arrow() -> Any:
+    """The ``pyarrow`` module, ready to build arrays even while the interpreter shuts down (a
+    merge at exit): pyarrow's first array tries to import pandas, which then fails with a
+    RuntimeError; pyarrow tries that once, and works without pandas afterwards."""
+    import pyarrow as pa
+
+    with contextlib.suppress(RuntimeError):  # pandas cannot be imported at shutdown: not needed
+        pa.array([], pa.int64())
+    return pa
+
+
 def build_table(columns: SeriesColumns) -> Any:
     """The columns as a pyarrow Table."""
-    import pyarrow as pa
+    pa = arrow()
 
     return pa.table(
         {
@@ -77,15 +90,28 @@ def build_table(columns: SeriesColumns) -> Any:
     )
 
 
-def write_series(table: Any, path: Path) -> str:
-    """Write the series file (string columns dictionary-encoded) and return its sha256."""
+def parquet_bytes(table: Any, use_dictionary: list[str] | bool = True) -> bytes:
+    """A table as the bytes of a zstd-compressed Parquet file."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", use_dictionary=use_dictionary)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def write_parquet(table: Any, path: Path, use_dictionary: list[str] | bool = True) -> str:
+    """Write a Parquet file atomically and return its sha256."""
+    data = parquet_bytes(table, use_dictionary)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd", use_dictionary=["kind", "name", "context"])
-    tmp.replace(path)
-    return sha256_file(path)
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_series(table: Any, path: Path) -> str:
+    """Write the series file (string columns dictionary-encoded) and return its sha256."""
+    return write_parquet(table, path, ["kind", "name", "context"])
 
 
 def _f(value: Any) -> float:

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from yprov_hpc.core.atomic import write_bytes_atomic
+
 MISSING_DOT = (
     "Graphviz's `dot` program was not found, so no SVG was made (the DOT file is written). "
     "Install Graphviz (Debian: apt-get install graphviz), then: dot -Tsvg FILE.dot -o FILE.svg"
@@ -19,7 +21,7 @@ def document_to_dot(document: Path, out: Path) -> Path:
 
     doc = ProvDocument.deserialize(source=str(document), format="json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(prov_to_dot(doc).to_string())
+    write_bytes_atomic(out, prov_to_dot(doc).to_string().encode())
     return out
 
 
@@ -57,4 +59,37 @@ def write_graphs(documents: list[Path], out_dir: Path, svg: bool) -> tuple[list[
                     warned = True
             else:
                 written.append(made)
+    return written, problems
+
+
+def _graph_one(args: tuple[Path, Path, bool]) -> tuple[list[Path], list[str]]:
+    document, out_dir, svg = args
+    return write_graphs([document], out_dir, svg=svg)
+
+
+def draw_documents(
+    documents: list[Path], out_dir: Path, svg: bool, workers: int = 1
+) -> tuple[list[Path], list[str]]:
+    """``write_graphs`` for many documents, in that many worker processes (spawned, not forked:
+    the caller may be a training process with threads)."""
+    tasks = [(document, out_dir, svg) for document in documents]
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+            drawn = list(pool.map(_graph_one, tasks))
+    else:
+        drawn = [_graph_one(t) for t in tasks]
+    written: list[Path] = []
+    problems: list[str] = []
+    warned = False
+    for files, probs in drawn:
+        written.extend(files)
+        for p in probs:
+            if p == MISSING_DOT and warned:
+                continue
+            warned = warned or p == MISSING_DOT
+            problems.append(p)
     return written, problems

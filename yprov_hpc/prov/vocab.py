@@ -10,7 +10,6 @@ booleans and times (NaN and infinities as the XSD lexical forms NaN, INF, -INF).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from datetime import datetime, timezone
@@ -23,8 +22,6 @@ XSD_NS = "http://www.w3.org/2001/XMLSchema#"
 YPROV_NS = "https://w3id.org/yprov-hpc/ns#"
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
-_NCNAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
-_NCNAME_START = re.compile(r"^[A-Za-z_]")
 
 Attrs = dict[str, Any]
 
@@ -46,19 +43,112 @@ def namespace_uri(user_namespace: str) -> str:
     return ns
 
 
+# --- identifiers --------------------------------------------------------------------------------
+# A local part is "." between components. Inside a component, [A-Za-z0-9_] stand for themselves,
+# "/" is written "--", and every other character as "-<hex code point>-" ("." as "-2e-", " " as
+# "-20-", "é" as "-e9-"). The last component of an identifier may keep literal dots (a file name,
+# a context): every other component is dot-free, so the components can be told apart. The
+# encoding is reversible, so distinct inputs give distinct identifiers by construction, and it
+# depends on the text alone (the same name has the same identifier on every rank).
+_PLAIN = re.compile(r"[A-Za-z0-9_]*")
+_PLAIN_DOTS = re.compile(r"[A-Za-z0-9_.]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+NO_CONTEXT = "run"  # the context slot of a record logged outside any context
+
+
+def escape(text: str, keep_dots: bool = False) -> str:
+    """One identifier component for ``text``: NCName characters only, reversible (see above)."""
+    if (_PLAIN_DOTS if keep_dots else _PLAIN).fullmatch(text):
+        return text
+    out = []
+    for ch in text:
+        if ch.isascii() and (ch.isalnum() or ch == "_" or (keep_dots and ch == ".")):
+            out.append(ch)
+        elif ch == "/":
+            out.append("--")
+        else:
+            out.append(f"-{ord(ch):x}-")
+    return "".join(out)
+
+
+def context_slot(context: str | None) -> str:
+    """The context component: ``run`` for none; a context named "run" is written ``-72-un``."""
+    if context is None:
+        return NO_CONTEXT
+    slot = escape(context, keep_dots=True)
+    return "-72-" + slot[1:] if slot == NO_CONTEXT else slot
+
+
+def record_id(*parts: str, tail: str | None = None) -> str:
+    """``run:`` + the components, escaped; ``tail`` is a last component that keeps its dots.
+
+    ``parts[0]`` is a fixed word of ours (``rank0``, ``node``, ``job``), never untrusted text."""
+    if not parts or not _WORD.fullmatch(parts[0]):
+        raise ValueError(f"an identifier starts with a fixed word, got {parts[:1]!r}")
+    comps = [parts[0], *(escape(p) for p in parts[1:])]
+    if tail is not None:
+        comps.append(escape(tail, keep_dots=True))
+    return "run:" + ".".join(comps)
+
+
 def run_id_of(local: str) -> str:
-    """The identifier of a record of this run: ``run:`` plus an NCName local part."""
-    return "run:" + ncname(local)
+    """``run:`` + ``local``'s dot-separated components, escaped (the last keeps no dots of its own)."""
+    first, *rest = local.split(".")
+    return record_id(first, *rest[:-1], tail=rest[-1]) if rest else record_id(first)
+
+
+def summary_id(rank: int, kind: str, name: str, context: str | None) -> str:
+    """A metric, execution-time or mark summary: ``run:rank<r>.<kind>.<name>.<context or run>``."""
+    return f"run:rank{rank}.{kind}.{escape(name)}.{context_slot(context)}"
+
+
+def context_id(rank: int, context: str) -> str:
+    """A context activity: ``run:rank<r>.context.<context>``."""
+    return record_id(f"rank{rank}", "context", tail=context)
+
+
+def param_id(rank: int, key: str) -> str:
+    """A param: ``run:rank<r>.param.<key>``."""
+    return record_id(f"rank{rank}", "param", tail=key)
+
+
+def artifact_id(rank: int, path: str, revision: int = 1) -> str:
+    """An artifact by its logged path: ``run:rank<r>.artifact.<path>``, then ``-rev<k>`` for
+    revision k >= 2 (no escaped text ends that way: after "-" an escape has a hex digit or "-")."""
+    ident = record_id(f"rank{rank}", "artifact", tail=path)
+    return ident if revision <= 1 else f"{ident}-rev{revision}"
+
+
+def dataset_id(rank: int, label: str, context: str | None) -> str:
+    """A dataset, per label and context: ``run:rank<r>.dataset.<label>``, then ``.<context>``
+    when it was logged for one (three components against four or more: never confused)."""
+    ident = f"run:rank{rank}.dataset.{escape(label)}"
+    return ident if context is None else f"{ident}.{escape(context, keep_dots=True)}"
+
+
+def model_id(rank: int, label: str) -> str:
+    """A model (saved or loaded): ``run:rank<r>.model.<label>`` (three components)."""
+    return record_id(f"rank{rank}", "model", label)
+
+
+def model_version_id(rank: int, name: str, version: Any) -> str:
+    """A model version: ``run:rank<r>.model.<name>.v<version>`` (four components or more)."""
+    return record_id(f"rank{rank}", "model", name, tail=f"v{version}")
+
+
+_IS_NCNAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def is_ncname(text: str) -> bool:
+    """Whether ``text`` is already an (ASCII) NCName, usable as it is."""
+    return bool(_IS_NCNAME.fullmatch(text))
 
 
 def ncname(text: str) -> str:
-    """A valid NCName for ``text``; a short hash keeps names that had to change distinct."""
-    clean = _NCNAME_BAD.sub("_", text)
-    if not _NCNAME_START.match(clean):
-        clean = "_" + clean
-    if clean != text:
-        clean += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
-    return clean
+    """A valid NCName for any text, reversible: ``escape`` keeping dots, and a leading "_" when
+    that does not start with a letter (so "1" -> "_1" and "_1" -> "__1")."""
+    clean = escape(text, keep_dots=True)
+    return clean if clean[:1].isascii() and clean[:1].isalpha() else "_" + clean
 
 
 def iso_time(ts_ns: int) -> str:
@@ -70,8 +160,8 @@ def typed(value: Any) -> Any:
     """A PROV-JSON attribute value: str as is, everything else a typed literal."""
     if isinstance(value, bool):
         return {"$": "true" if value else "false", "type": "xsd:boolean"}
-    if isinstance(value, int):
-        return {"$": str(value), "type": "xsd:long"}
+    if isinstance(value, int):  # xsd:long is 64-bit signed; a larger one (a uint64 seed) is xsd:integer
+        return {"$": str(value), "type": "xsd:long" if -(2**63) <= value < 2**63 else "xsd:integer"}
     if isinstance(value, float):
         if math.isnan(value):
             text = "NaN"

@@ -1,4 +1,5 @@
-"""What the run ran on: command, Python, packages, git state, host, launcher, CUDA.
+"""What the run ran on: command, entry script, Python, packages, git state, seeds, thread and
+communication settings, host, CPU and GPU models, launcher, CUDA.
 
 Captured once per rank on the sender thread (not the training thread), sent as an
 ``ENVIRONMENT`` event. Each probe is best-effort: a failing one leaves its field empty.
@@ -7,6 +8,7 @@ Captured once per rank on the sender thread (not the training thread), sent as a
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import platform
 import subprocess
@@ -15,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from yprov_hpc.core.hardware import cpu_model, nvidia_gpu_models
 from yprov_hpc.rank.discovery import Placement
 
 KEY_PACKAGES = (
@@ -35,6 +38,22 @@ KEY_PACKAGES = (
 )
 _LAUNCHER_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "MPI_LOCAL", "TORCHELASTIC_", "CUDA_VISIBLE")
 _LAUNCHER_NAMES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+# thread pools, math libraries and collective communication: what changes speed and numerics
+_RUNTIME_PREFIXES = (
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "KMP_",
+    "NCCL_",
+    "CUDA_",
+    "CUBLAS_",
+    "GLOO_",
+    "TORCH_",
+    "UCX_",
+)
+_SEED_NAMES = ("PYTHONHASHSEED", "PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+ENTRY_COPY_MAX_BYTES = 1 << 20  # the entry script is copied into the run up to this size
+_MAX_UNTRACKED_LISTED = 200
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -45,18 +64,96 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def _git_bytes(args: list[str], cwd: Path) -> bytes | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def git_state(where: Path) -> dict[str, Any]:
-    """Commit, branch and dirty flag of the git work tree holding ``where``, if any."""
+    """Commit, branch and dirty flag of the git work tree holding ``where``, if any. Dirty means
+    any change, untracked files included; the diff against the commit is kept as its sha256."""
     commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:
         return {}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], where)
-    return {
+    status = (_git_bytes(["status", "--porcelain", "--untracked-files=all"], where) or b"").decode(
+        errors="replace"
+    )  # not stripped: a porcelain line starts with a status column that may be a space
+    untracked = [line[3:] for line in status.splitlines() if line.startswith("?? ")]
+    modified = [line[3:] for line in status.splitlines() if line and not line.startswith("?? ")]
+    diff = _git_bytes(["diff", "HEAD", "--binary"], where) or b""
+    state: dict[str, Any] = {
         "git_commit": commit,
         "git_branch": _git(["rev-parse", "--abbrev-ref", "HEAD"], where) or "",
-        "git_dirty": bool(status),
+        "git_dirty": bool(status.strip()),
         "git_root": _git(["rev-parse", "--show-toplevel"], where) or "",
+        "git_modified": modified[:_MAX_UNTRACKED_LISTED],
+        "git_untracked": untracked[:_MAX_UNTRACKED_LISTED],
+        "git_untracked_count": len(untracked),
+        "git_diff_sha256": hashlib.sha256(diff).hexdigest() if diff else "",
     }
+    return state
+
+
+def entry_script(script: Path | None, copy_to: Path | None) -> dict[str, Any]:
+    """The entry script's path, size and sha256; with ``copy_to``, a copy of it up to
+    ENTRY_COPY_MAX_BYTES (a larger one is hashed only)."""
+    if script is None or not script.is_file():
+        return {}
+    try:
+        data = script.read_bytes()
+    except OSError:
+        return {"entry_script": str(script)}
+    info: dict[str, Any] = {
+        "entry_script": str(script),
+        "entry_script_size_bytes": len(data),
+        "entry_script_sha256": hashlib.sha256(data).hexdigest(),
+    }
+    if copy_to is not None and len(data) <= ENTRY_COPY_MAX_BYTES:
+        try:
+            copy_to.parent.mkdir(parents=True, exist_ok=True)
+            copy_to.write_bytes(data)
+            info["entry_script_copy"] = copy_to.name
+        except OSError:
+            pass  # the hash is what matters; a copy is a convenience
+    return info
+
+
+def seeds() -> dict[str, Any]:
+    """The random seeds the program set, where they can be read back: torch's initial seed,
+    the seed variables, and digests of the Python and numpy generator states (equal digests at
+    the same point of two runs mean the same generator state)."""
+    found: dict[str, Any] = {name: os.environ[name] for name in _SEED_NAMES if name in os.environ}
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None:
+            found["torch_initial_seed"] = int(torch.initial_seed())
+    except Exception:  # a broken torch must not stop the capture
+        pass
+    import random
+
+    found["python_random_state_sha256"] = hashlib.sha256(repr(random.getstate()).encode()).hexdigest()
+    np = sys.modules.get("numpy")
+    try:
+        if np is not None:
+            _, keys, pos, *_ = np.random.get_state()
+            found["numpy_random_state_sha256"] = hashlib.sha256(
+                keys.tobytes() + str(pos).encode()
+            ).hexdigest()
+    except Exception:
+        pass
+    return found
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model and the NVIDIA GPUs the driver lists."""
+    info: dict[str, Any] = {"machine": platform.machine(), "cpu_model": cpu_model()}
+    gpus = nvidia_gpu_models()
+    if gpus:
+        info["gpu_models"] = gpus
+    return info
 
 
 def _cuda() -> dict[str, Any]:
@@ -72,8 +169,9 @@ def _cuda() -> dict[str, Any]:
     return info
 
 
-def capture(placement: Placement) -> dict[str, Any]:
-    """The environment of this rank, as a flat-ish JSON-able dict."""
+def capture(placement: Placement, script_copy_to: Path | None = None) -> dict[str, Any]:
+    """The environment of this rank, as a flat-ish JSON-able dict; ``script_copy_to`` is where
+    a bounded copy of the entry script goes (none when not given)."""
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] not in ("", "-c") else Path.cwd()
     where = script.parent if script.is_file() else Path.cwd()
     packages = {}
@@ -88,6 +186,7 @@ def capture(placement: Placement) -> dict[str, Any]:
     launcher_vars = {
         k: v for k, v in os.environ.items() if k.startswith(_LAUNCHER_PREFIXES) or k in _LAUNCHER_NAMES
     }
+    runtime_vars = {k: v for k, v in os.environ.items() if k.startswith(_RUNTIME_PREFIXES)}
     info: dict[str, Any] = {
         "command": [sys.executable, *sys.argv],
         "cwd": str(Path.cwd()),
@@ -101,9 +200,13 @@ def capture(placement: Placement) -> dict[str, Any]:
         "cpu_count": os.cpu_count() or 0,
         "launcher": placement.launcher,
         "launcher_variables": launcher_vars,
+        "runtime_variables": dict(sorted(runtime_vars.items())),
         "key_packages": {k: packages[k] for k in KEY_PACKAGES if k in packages},
         "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower())),
     }
     info.update(git_state(where))
+    info.update(entry_script(script if script.is_file() else None, script_copy_to))
+    info.update(seeds())
+    info.update(hardware())
     info.update(_cuda())
     return info

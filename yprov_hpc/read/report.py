@@ -192,7 +192,7 @@ def write_report(run_dir: Path) -> ReportResult:
     job_j = 0.0
     for name, node in nodes.items():
         if not node.totals:
-            result.problems.append(f"node {name}: no system samples, no report")
+            result.problems.append(f"node {name}: {node.status}, no report")
             continue
         t = node.totals
         job_j += t["energy_j"]
