@@ -81,15 +81,28 @@ def test_a_collection_file_loads_the_same_run(run1: Path) -> None:
 
 
 def test_merge_report_problems_are_reported(run_copy: Path) -> None:
-    """Missing ranks, gaps and the merge's problems in merge_report.json become problems."""
+    """The problems the merge listed in merge_report.json are the run's problems."""
     path = run_copy / "merge_report.json"
     report = json.loads(path.read_text())
-    report.update(missing_ranks=[7], problems=["journal node-x.journal: torn tail cut"])
+    report["problems"] = ["rank 1: 5 events missing (gaps [[5, 9]])", "journal node-x.journal: torn tail cut"]
+    path.write_text(json.dumps(report))
+    problems = load_run(run_copy).problems
+    assert problems[:2] == [
+        "merge: rank 1: 5 events missing (gaps [[5, 9]])",
+        "merge: journal node-x.journal: torn tail cut",
+    ]
+
+
+def test_a_report_without_a_problem_list_still_shows_losses(run_copy: Path) -> None:
+    """Missing ranks and gaps are read from the report's fields when it lists no problems."""
+    path = run_copy / "merge_report.json"
+    report = json.loads(path.read_text())
+    del report["problems"]
+    report["missing_ranks"] = [7]
     report["ranks"]["1"]["gaps"] = [[5, 9]]
     path.write_text(json.dumps(report))
     problems = load_run(run_copy).problems
     assert "ranks missing: 7" in problems
-    assert "merge: journal node-x.journal: torn tail cut" in problems
     assert any(p.startswith("rank 1: events lost in gaps") for p in problems)
 
 
@@ -161,3 +174,13 @@ def test_load_runs_takes_a_glob(runs_dir: Path) -> None:
     """A glob pattern selects the runs it matches."""
     table = load_runs(str(runs_dir / "*_r2"))
     assert list(table["id"]) == ["r2"]
+
+
+def test_end_cause_of_a_batch_job_is_read(run_copy: Path) -> None:
+    """The job's recorded end cause (a Slurm time limit, say) is on the loaded run."""
+    path = run_copy / "prov_exp_collection.json"
+    doc = json.loads(path.read_text())
+    (job,) = [a for a in doc["activity"].values() if a["prov:type"]["$"] == "yprov:Job"]
+    job["yprov:end_cause"] = "time limit"
+    path.write_text(json.dumps(doc))
+    assert load_run(run_copy).end_cause == "time limit"

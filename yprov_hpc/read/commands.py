@@ -125,6 +125,7 @@ def _show_data(run: Any) -> dict[str, Any]:
     return {
         **run_fields(run),
         "nodes": run.nodes,
+        "end_cause": run.end_cause,
         "ranks": [
             {"rank": r.rank, "node": r.node, "status": r.status, "start": r.start, "end": r.end}
             for r in (run.ranks[k] for k in sorted(run.ranks))
@@ -154,7 +155,10 @@ def show(run_path: Path, as_json: bool) -> None:
         return
     out = _console()
     out.print(f"[bold]{data['experiment']}[/bold] run {data['id']}  status: [bold]{data['status']}[/bold]")
-    out.print(f"{data['path']}\n{_fmt(data['start'])} .. {_fmt(data['end'])} ({_fmt(data['duration_s'])} s)")
+    ended = f", ended by {data['end_cause']}" if data["end_cause"] else ""
+    out.print(
+        f"{data['path']}\n{_fmt(data['start'])} .. {_fmt(data['end'])} ({_fmt(data['duration_s'])} s){ended}"
+    )
     ranks = [[r["rank"], r["node"], r["status"], r["start"], r["end"]] for r in data["ranks"]]
     energy = data["energy_ranks"]
     for row in ranks:

@@ -68,6 +68,7 @@ class RunRecord:
     start: datetime | None = None
     end: datetime | None = None
     world_size: int | None = None
+    end_cause: str | None = None  # how a batch job ended (time limit, scancel, ...), when recorded
     nodes: list[str] = field(default_factory=list)
     ranks: dict[int, RankRecord] = field(default_factory=dict)
     params: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -166,6 +167,7 @@ def load_run(path: Path | str) -> RunRecord:
     run.collection = collection_path if collection is not None else None
     run.start, run.end = _time(job.get("prov:startTime")), _time(job.get("prov:endTime"))
     run.world_size = job.get("world_size") if isinstance(job.get("world_size"), int) else None
+    run.end_cause = str(job["end_cause"]) if job.get("end_cause") else None
     nodes = json_text(job.get("nodes"))
     run.nodes = [str(n) for n in nodes] if isinstance(nodes, list) else []
     for node in records(collection or {}, "entity", "yprov:Node"):
@@ -277,8 +279,9 @@ def _merge_problems(root: Path, merged: bool) -> list[str]:
     report = read_json(root / "merge_report.json", found, what="merge report")
     if not isinstance(report, dict):
         return found
-    found += [f"merge: {p}" for p in report.get("problems") or [] if isinstance(p, str)]
-    missing = report.get("missing_ranks")
+    if isinstance(report.get("problems"), list):  # the merge states every loss here
+        return found + [f"merge: {p}" for p in report["problems"] if isinstance(p, str)]
+    missing = report.get("missing_ranks")  # a report without the list: say what its fields show
     if isinstance(missing, list) and missing:
         found.append(f"ranks missing: {', '.join(str(r) for r in missing)}")
     ranks = report.get("ranks")

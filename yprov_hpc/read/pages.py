@@ -258,7 +258,8 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
     body = (
         f"<p>{status_badge(run.status)} {esc(fmt(run.start))} .. {esc(fmt(run.end))} "
         f"({esc(fmt(run.duration_s))} s), {len(run.ranks)} rank(s) of world size {esc(fmt(run.world_size))}, "
-        f"nodes: {esc(', '.join(run.nodes) or '-')}</p>"
+        f"nodes: {esc(', '.join(run.nodes) or '-')}"
+        f"{', ended by: ' + esc(run.end_cause) if run.end_cause else ''}</p>"
         f"<h2>Problems</h2><ul class='problems'>{problems}</ul>"
         f"<h2>Ranks</h2>{table(['rank', 'node', 'status', 'start', 'end'], ranks)}"
         f"<h2>Params</h2>{_params(run)}"
