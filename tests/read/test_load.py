@@ -184,3 +184,13 @@ def test_end_cause_of_a_batch_job_is_read(run_copy: Path) -> None:
     job["yprov:end_cause"] = "time limit"
     path.write_text(json.dumps(doc))
     assert load_run(run_copy).end_cause == "time limit"
+
+
+def test_thinned_metrics_bound_each_series_and_keep_its_last_point(run1: Path) -> None:
+    """thinned_metrics(10) keeps at most about 10 loss points per rank, the last step included."""
+    run = load_run(run1)
+    thin = run.thinned_metrics(10)
+    loss = thin[(thin["name"] == "loss") & (thin["rank"] == 0)]
+    assert 5 <= len(loss) <= 11 and loss["step"].max() == 100
+    accuracy = thin[(thin["name"] == "accuracy") & (thin["rank"] == 0)]
+    assert len(accuracy) == 4  # shorter than the bound: untouched

@@ -117,6 +117,11 @@ class RunRecord:
             self._metrics = read_metrics(self.series, self.problems)
         return self._metrics
 
+    def thinned_metrics(self, max_points: int) -> Any:
+        """Like ``metrics``, with each rank's (name, context) series thinned to about
+        ``max_points`` points by a fixed stride (the last point kept), read rank by rank."""
+        return read_metrics(self.series, self.problems, max_points)
+
     def system(self) -> Any:
         """The nodes' sampled series (node, time, source, device, metric, value) as a DataFrame."""
         return read_system(self.node_series, self.problems)

@@ -15,7 +15,7 @@ from typing import Any
 from yprov_hpc.core.atomic import write_bytes_atomic
 from yprov_hpc.read.compare import Comparison
 from yprov_hpc.read.documents import inside
-from yprov_hpc.read.htmlkit import Charts, esc, fmt, page, status_badge, table, thin
+from yprov_hpc.read.htmlkit import MAX_POINTS_PER_TRACE, Charts, esc, fmt, page, status_badge, table, thin
 from yprov_hpc.read.load import RunRecord, run_row
 from yprov_hpc.read.summary_graph import full_graph, graph_targets, summary_svg
 
@@ -74,9 +74,8 @@ def _rank_traces(frame: Any) -> tuple[list[dict[str, Any]], str]:
     ], label
 
 
-def _metric_charts(run: RunRecord, charts: Charts, marks: bool) -> str:
+def _metric_charts(metrics: Any, charts: Charts, marks: bool) -> str:
     """A chart per (context, metric) with every rank; ``marks`` selects the system/carbon ones."""
-    metrics = run.metrics
     if metrics.empty:
         return "<p class='note'>no metric series recorded</p>"
     is_mark = metrics["name"].str.startswith(_MARK_PREFIXES)
@@ -248,6 +247,7 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
     page_dir = path.parent.resolve()
     page_dir.mkdir(parents=True, exist_ok=True)
     targets = graph_targets(run, page_dir)
+    metrics = run.thinned_metrics(MAX_POINTS_PER_TRACE)
     ranks = [[r.rank, r.node, r.status, r.start, r.end] for r in (run.ranks[k] for k in sorted(run.ranks))]
     problems = "".join(f"<li>{esc(p)}</li>" for p in run.problems) or "<li>none recorded</li>"
     no_svg = (
@@ -263,10 +263,10 @@ def write_run_page(run: RunRecord, path: Path, node_pages: dict[str, str] | None
         f"<h2>Problems</h2><ul class='problems'>{problems}</ul>"
         f"<h2>Ranks</h2>{table(['rank', 'node', 'status', 'start', 'end'], ranks)}"
         f"<h2>Params</h2>{_params(run)}"
-        f"<h2>Metrics</h2>{_metric_charts(run, charts, marks=False)}"
+        f"<h2>Metrics</h2>{_metric_charts(metrics, charts, marks=False)}"
         f"<h2>System</h2><h3>node samples</h3>{_system_charts(run, charts)}"
         "<h3>at the marks (log_system_metrics, log_carbon_metrics)</h3>"
-        f"{_metric_charts(run, charts, marks=True)}"
+        f"{_metric_charts(metrics, charts, marks=True)}"
         f"<h2>Energy</h2>{_energy(run, charts, node_pages or {})}"
         f"<h2>Artifacts, model versions and datasets</h2>{_files(run, page_dir)}"
         f"<h2>Provenance</h2><p class='note'>Summary of the documents; click the job or a rank for "
@@ -339,13 +339,13 @@ def write_compare_page(comparison: Comparison, path: Path) -> Path:
     params = table(["param", *labels], [[k, *comparison.params[k]] for k in keys], diff_rows=diff)
     finals = table(["metric", "context", *labels], [[n, c, *v] for (n, c), v in comparison.metrics.items()])
     divs = []
+    thinned = [r.thinned_metrics(MAX_POINTS_PER_TRACE) for r in runs]
     for name, context in sorted(
         comparison.metrics, key=lambda k: (k[0].startswith(_MARK_PREFIXES), k[1] or "", k[0])
     ):
         traces = []
         x_label = "step"
-        for label, run in zip(labels, runs, strict=True):
-            m = run.metrics
+        for label, m in zip(labels, thinned, strict=True):
             series = m[(m["name"] == name) & (m["context"].fillna("") == (context or ""))]
             if series.empty:
                 continue

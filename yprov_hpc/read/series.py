@@ -22,19 +22,36 @@ def pandas() -> Any:
     return pd
 
 
-def read_metrics(series: dict[int, tuple[Path, str]], problems: list[str]) -> Any:
+def _thin(df: Any, max_points: int) -> Any:
+    """At most about ``max_points`` rows per (name, context) series, by a fixed stride that keeps
+    each series' last row."""
+    keys = [df["name"], df["context"].fillna("\0")]
+    position = df.groupby(keys, sort=False).cumcount()
+    size = df.groupby(keys, sort=False)["value"].transform("size")
+    stride = ((size + max_points - 1) // max_points).clip(lower=1)
+    return df[(position % stride == 0) | (position == size - 1)]
+
+
+def read_metrics(
+    series: dict[int, tuple[Path, str]], problems: list[str], max_points: int | None = None
+) -> Any:
     """The ranks' series files (kind metric and execution_time) as one DataFrame; a file whose
-    sha256 differs from the one its document recorded is read and reported."""
+    sha256 differs from the one its document recorded is read and reported. With
+    ``max_points``, each rank's series is thinned as it is read (memory stays bounded by one
+    rank's file plus the thinned rows: what the pages of a 512-rank run need)."""
     pd = pandas()
     frames = []
     for rank, (path, sha256) in sorted(series.items()):
         table = read_parquet(path, ["kind", "name", "context", "step", "value", "ts_ns"], problems)
         if table is None:
             continue
-        if sha256 and sha256_file(path) != sha256:
-            problems.append(f"{path.name}: changed since the merge (sha256 differs from the document)")
+        changed = f"{path.name}: changed since the merge (sha256 differs from the document)"
+        if sha256 and changed not in problems and sha256_file(path) != sha256:
+            problems.append(changed)
         df = table.to_pandas()
         df = df[df["kind"].isin(["metric", "execution_time"])]
+        if max_points is not None:
+            df = _thin(df, max_points)
         df.insert(0, "rank", rank)
         frames.append(df)
     if not frames:
