@@ -45,9 +45,5 @@ def make_run(
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 or fail_rank is not None, err[-3000:]
     run_dir = Path(save_dir) / f"{experiment}_{run_id}"
-    if not (run_dir / f"prov_{experiment}_collection.json").exists():
-        # the last rank merges in its own process; a rank that ends by an exception may exit
-        # before its merge ran: the documented fallback is the user's `yprov merge RUN_DIR`
-        subprocess.run([PYTHON, "-m", "yprov_hpc.cli", "merge", "-q", str(run_dir)], env=env, check=True)
     assert (run_dir / f"prov_{experiment}_collection.json").exists(), os.listdir(run_dir)
     return run_dir
