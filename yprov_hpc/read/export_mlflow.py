@@ -23,6 +23,7 @@ __all__ = ["MlflowExportError", "export_mlflow", "metric_key"]
 
 _KEY_BAD = re.compile(r"[^A-Za-z0-9_\-. :/]")
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
+_MAX_TAG_CHARS = 5000  # below MLflow's limit on a tag value
 _BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 _STATUS = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 TAG_RUN_KEY = "yprov.run_key"
@@ -105,8 +106,8 @@ def _tags(run: RunRecord, run_key: str) -> dict[str, str]:
         "mlflow.user": str(env.get("user") or ""),
     }
     if run.problems:
-        tags["yprov.problems"] = "\n".join(run.problems)[:5000]
-    return {k: v for k, v in tags.items() if v}
+        tags["yprov.problems"] = "\n".join(run.problems)
+    return {k: v[:_MAX_TAG_CHARS] for k, v in tags.items() if v}
 
 
 def _export(client: Any, run: RunRecord, exp_id: str, run_key: str) -> dict[str, Any]:
