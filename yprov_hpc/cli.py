@@ -270,5 +270,9 @@ def slurm_template(directory: Path, force: bool) -> None:
         click.echo(str(target))
 
 
+from yprov_hpc.read.commands import register as _register_read_commands  # noqa: E402
+
+_register_read_commands(main)  # ls, show, compare, export (yprov_hpc/read/commands.py)
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,6 @@
-"""``yprov report RUN_DIR``: per-node energy reports (Markdown and HTML, with plots) and a
-job summary, from a run's journals and merged series. Needs matplotlib (``[report]`` extra)."""
+"""``yprov report RUN_DIR``: per-node energy reports (Markdown and HTML, with plots), a job
+summary, and the run page (``report/index.html``, built by ``read/pages.py``), from a run's
+journals, documents and series. Needs matplotlib (``[report]`` extra), pandas and plotly."""
 
 from __future__ import annotations
 
@@ -158,8 +159,21 @@ def _rank_rows(node: NodeTelemetry) -> list[tuple[int, float, float, float]]:
     ]
 
 
+def _run_page(layout: RunLayout, nodes: dict[str, NodeTelemetry], result: ReportResult) -> Path:
+    """report/index.html: the run page (read/pages.py), linking to the node pages written here."""
+    from yprov_hpc.read.load import load_run
+    from yprov_hpc.read.pages import write_run_page
+
+    run = load_run(layout.root)
+    node_pages = {n: f"{safe_name(n)}.html" for n, t in nodes.items() if t.totals}
+    path = write_run_page(run, layout.root / "report" / "index.html", node_pages)
+    result.problems += [p for p in run.problems if p not in result.problems]
+    return path
+
+
 def write_report(run_dir: Path) -> ReportResult:
-    """Write report/<node>.md and .html for each node, and report/index.md and .html."""
+    """Write report/<node>.md and .html for each node (energy, matplotlib plots), report/index.md
+    (the job's energy table) and report/index.html (the run page, see read/pages.py)."""
     from yprov_hpc.merge import load_nodes
 
     layout = RunLayout.open(run_dir)
@@ -236,13 +250,7 @@ def write_report(run_dir: Path) -> ReportResult:
         f"{job_j / J_PER_KWH * carbon.g_per_kwh:.3f} gCO2eq",
     ]
     (out / "index.md").write_text("\n".join(index_md) + "\n")
-    rows_html = "".join(f"<li><a href='{safe_name(n)}.html'>{html.escape(n)}</a></li>" for n in nodes)
-    (out / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>energy</title></head>"
-        f"<body><h1>Energy report: {html.escape(layout.root.name)}</h1>"
-        f"<p>Job total: {job_j:.1f} J</p><ul>{rows_html}</ul></body></html>"
-    )
-    result.files += [out / "index.md", out / "index.html"]
+    result.files += [out / "index.md", _run_page(layout, nodes, result)]
     if not nodes:
         result.problems.append("no node samples in this run (was the sidecar sampling?)")
     return result
