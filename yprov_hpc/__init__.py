@@ -112,6 +112,8 @@ __all__ = [
     "get_artifacts_dir",
     "get_run_dir",
     "getters",
+    "load_run",
+    "load_runs",
     "log_artifact",
     "log_carbon_metrics",
     "log_context",
@@ -150,6 +152,10 @@ def __getattr__(name: str) -> Any:
                 raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
             raise
         return ProvLightningLogger
+    if name in ("load_run", "load_runs"):  # reading finished runs: pandas, on first use
+        from yprov_hpc.read.load import load_run, load_runs
+
+        return load_run if name == "load_run" else load_runs
     from yprov_hpc.compat import lazy_name
 
     try:

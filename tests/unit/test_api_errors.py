@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import yprov_hpc as prov4ml
-from yprov_hpc import api
 from tests.conftest import entity, load, start
+from yprov_hpc import api
 
 
 def test_calls_before_start_run_raise_no_active_run() -> None:

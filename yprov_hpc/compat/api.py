@@ -31,7 +31,8 @@ from yprov_hpc.core.errors import (
     NoActiveRunError,
     ParamConflictError,
 )
-from yprov_hpc.rank.run import Run, RunReport
+from yprov_hpc.rank.ending import RunReport
+from yprov_hpc.rank.run import Run
 from yprov_hpc.rank.values import param_value, same_param
 
 __all__ = [

@@ -9,7 +9,6 @@ the PROV readers from the document itself.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -34,9 +33,9 @@ def _run_dir(source: str | os.PathLike[str]) -> Path:
 
 
 def _load(source: str | os.PathLike[str]) -> Any:
-    # the run loader belongs to the read stage; imported when a getter is used
-    loader = importlib.import_module("yprov_hpc.read.load")
-    return loader.load_run(_run_dir(source))
+    from yprov_hpc.read.load import load_run  # the read stage's loader, when a getter is used
+
+    return load_run(_run_dir(source))
 
 
 def _document(source: dict[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
