@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
-# Installs: Graphviz (Debian package, for SVG), torch (CPU build when one is at hand; see
-# scripts/install_torch.sh), the project with its dev extra in ./.venv (pytest, hypothesis,
-# mpi4py and the MPICH wheel that provides mpiexec, Lightning), then runs ruff, mypy and
-# pytest. Extra arguments go to pytest.
+# Installs: Graphviz (Debian package, for SVG), Debian's chromium-headless-shell (the real
+# browser of the page tests, driven by Playwright's Python API; no browser download), torch
+# (CPU build when one is at hand; see scripts/install_torch.sh), the project with its dev extra
+# in ./.venv (pytest, hypothesis, mpi4py and the MPICH wheel that provides mpiexec, Lightning,
+# pandas, plotly, MLflow, rocrate, Transformers), then runs ruff, mypy and pytest. The Slurm
+# tests start a local cluster with scripts/slurm/cluster-up.sh (it installs slurm-wlm and
+# munge). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v dot >/dev/null 2>&1 || need_apt+=(graphviz)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+[ -x /usr/lib/chromium/chromium-headless-shell ] || command -v chromium-headless-shell >/dev/null 2>&1 \
+  || need_apt+=(chromium-headless-shell)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

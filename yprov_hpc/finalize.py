@@ -92,9 +92,27 @@ def final_merge(
             problems=tuple(result.problems),
         )
         write_merge_state(layout, state)
+        _experiment_record(layout, result)
         return FinalMerge(result, state, skipped=False)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _experiment_record(layout: RunLayout, result: MergeResult) -> None:
+    """Link this run with the experiment's other runs in its save directory
+    (``<save dir>/prov_<experiment>_experiment.json``), when the run directory is named as
+    start_run names it; a failure is one more problem of the merge, never an error."""
+    from yprov_hpc.read.experiment import write_experiment_record
+
+    if result.collection is None:
+        return
+    experiment = result.collection.name.removeprefix("prov_").removesuffix("_collection.json")
+    if not layout.root.name.startswith(f"{experiment}_"):
+        return  # a run directory a batch script named: its parent is not a save directory
+    try:
+        write_experiment_record(layout.root.parent, experiment)
+    except OSError as exc:
+        result.problems.append(f"the experiment record in {layout.root.parent} was not written: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,12 +76,20 @@ def test_an_unknown_keyword_is_still_a_type_error(save_dir: Path) -> None:
         begin(save_dir, experimnt_name="x")
 
 
-def test_end_run_with_crate_and_card_finishes_the_run(save_dir: Path) -> None:
-    """end_run(crate_ro_crate=True, create_card=True) warns and the run is still finished."""
+def test_end_run_with_crate_and_card_writes_both_and_finishes_the_run(save_dir: Path) -> None:
+    """end_run(crate_ro_crate=True, create_card=True) writes an RO-Crate (read back with the rocrate
+    library) and MODEL_CARD.md into the run directory, and the run is still finished."""
+    from rocrate.rocrate import ROCrate
+
     run = begin(save_dir)
-    with pytest.warns(CompatWarning, match="RO-Crate"):
-        doc = finish(run, create_graph=True, create_svg=False, crate_ro_crate=True, create_card=True)
+    prov4ml.log_param("lr", 0.25)
+    prov4ml.log_metric("loss", 0.5, step=1)
+    doc = finish(run, create_graph=True, create_svg=False, crate_ro_crate=True, create_card=True)
     assert doc["activity"]["run:rank0"]
+    crate = ROCrate(run.run_dir)
+    assert any(e.id.endswith("_rank0.json") for e in crate.get_entities())
+    card = (run.run_dir / "MODEL_CARD.md").read_text()
+    assert "| lr | 0.25 |" in card and "| loss |" in card
 
 
 def test_a_failing_export_hook_never_fails_the_run(save_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,10 +16,13 @@ ALLOWED: dict[str, set[str]] = {
     "prov": {"core", "wire", "fold", "prov"},
     "merge": {"core", "wire", "fold", "prov", "merge"},
     "read": {"core", "wire", "fold", "prov", "merge", "read"},
+    # one merge at a time, then the run's exports (the experiment record): never in a rank
+    "finalize": {"core", "wire", "fold", "prov", "merge", "read", "finalize"},
     "integrations": {"core", "wire", "rank", "integrations", "api"},
     "api": {"core", "wire", "rank", "integrations", "api"},
-    "cli": {"core", "wire", "rank", "fold", "prov", "merge", "read", "integrations", "api", "cli"},
-    "daemon": {"core", "wire", "merge", "daemon"},
+    "cli": {"core", "wire", "rank", "fold", "prov", "merge", "read", "finalize", "integrations", "api"}
+    | {"cli"},
+    "daemon": {"core", "wire", "finalize", "daemon"},
 }
 # single modules a stage may use beyond its stages: the sidecar names its node as the ranks do
 # and yProv4ML's getters read finished runs (called by the user, never from the training loop)
@@ -31,7 +34,7 @@ EXTRA_MODULES: dict[str, set[str]] = {
 # (compat and the submodule paths yProv4ML scripts import) sit at the API's level
 _TOP_LEVEL = {
     "merge": "merge",
-    "finalize": "merge",
+    "finalize": "finalize",
     "api": "api",
     "cli": "cli",
     "__init__": "api",

@@ -17,6 +17,7 @@ from yprov_hpc.core.errors import InvalidArgumentError
 
 __all__ = ["count_flops", "log_flops_per_batch", "log_flops_per_epoch"]
 
+
 def count_flops(model: Any, inputs: Any) -> int:
     """FLOPs of one forward pass of ``model`` on ``inputs`` (torch's FlopCounterMode)."""
     if not is_model(model):

@@ -273,3 +273,13 @@ def export_rocrate_command(run_path: Path, as_json: bool) -> None:
         _emit_json({"metadata": str(metadata)})
         return
     click.echo(str(metadata))
+
+
+@export.command(name="card")
+@click.argument("run_path", metavar="RUN", type=_RUN)
+def export_card_command(run_path: Path) -> None:
+    """Write RUN/MODEL_CARD.md: model versions, datasets, params, final metrics, energy, status
+    and problems, as the run's documents record them."""
+    from yprov_hpc.read.export_card import export_card
+
+    click.echo(str(export_card(run_path)))
