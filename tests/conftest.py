@@ -60,6 +60,11 @@ def start(save_dir: Path, experiment: str = "exp", **kwargs: Any) -> yprov_hpc.R
     return yprov_hpc.start_run("www.example.org", experiment, save_dir, **kwargs)
 
 
+def run_dirs(save_dir: Path) -> list[Path]:
+    """The run directories in a save directory (it also holds the experiment records)."""
+    return sorted(p for p in save_dir.iterdir() if (p / "journal").is_dir())
+
+
 def load(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data

@@ -105,6 +105,7 @@ def sidecar(args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("run_dir", type=_ANY_PATH)
+@click.option("--graph/--no-graph", default=None, help="Draw DOT graphs [default: as the run asked].")
 @click.option("--svg/--no-svg", default=None, help="Render SVG graphs [default: as the run asked].")
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 @click.option(
@@ -119,7 +120,9 @@ def sidecar(args: tuple[str, ...]) -> None:
     is_flag=True,
     help="Do nothing if the journals are unchanged since the last recorded merge.",
 )
-def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None, if_stale: bool) -> None:
+def merge(
+    run_dir: Path, graph: bool | None, svg: bool | None, quiet: bool, workers: int | None, if_stale: bool
+) -> None:
     """Merge RUN_DIR's journals and spools into per-rank PROV-JSON and the collection.
 
     Safe to re-run, and to run on partial data: missing ranks and lost events are reported
@@ -132,6 +135,7 @@ def merge(run_dir: Path, svg: bool | None, quiet: bool, workers: int | None, if_
         _run_dir(run_dir),
         by="yprov merge",
         if_stale=if_stale,
+        create_graph=graph,
         create_svg=svg,
         progress=not quiet and sys.stderr.isatty(),
         workers=workers or os.cpu_count() or 1,

@@ -64,6 +64,7 @@ def final_merge(
     create_svg: bool | None = None,
     progress: bool = False,
     lock_timeout_s: float | None = None,
+    create_graph: bool | None = None,
 ) -> FinalMerge:
     """Merge ``run_dir`` under its merge lock and record the merge; see the module docstring."""
     layout = RunLayout.open(run_dir)
@@ -76,7 +77,9 @@ def final_merge(
         if if_stale and previous is not None and previous.ok and previous.snapshot == snapshot:
             return FinalMerge(None, previous, skipped=True)
         started = time.time_ns()
-        result = merge_run(layout.root, create_svg=create_svg, progress=progress, workers=workers)
+        result = merge_run(
+            layout.root, create_svg=create_svg, progress=progress, workers=workers, create_graph=create_graph
+        )
         state = MergeState(
             generation=(previous.generation if previous is not None else 0) + 1,
             snapshot=snapshot,

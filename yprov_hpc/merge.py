@@ -168,9 +168,16 @@ def _missing(world_size: int, present: set[int]) -> tuple[list[int], int]:
 
 
 def merge_run(
-    run_dir: Path, create_svg: bool | None = None, progress: bool = False, workers: int = 1
+    run_dir: Path,
+    create_svg: bool | None = None,
+    progress: bool = False,
+    workers: int = 1,
+    create_graph: bool | None = None,
 ) -> MergeResult:
     """Merge a run directory's journals and spools into its PROV output; idempotent.
+
+    Graphs are drawn when asked: ``create_graph``/``create_svg``, or (None) as any rank's
+    ``end_run(create_graph=..., create_svg=...)`` asked.
 
     ``workers`` > 1 merges ranks (and draws their graphs) in that many worker processes; memory
     stays bounded by one rank's data per worker."""
@@ -223,7 +230,7 @@ def merge_run(
     if result.malformed_frames:
         result.problems.append(f"{result.malformed_frames} malformed frames skipped")
     _finish_run(layout, result, outcomes, nodes, node_of, conf, world_size)
-    _draw(layout, result, outcomes, create_svg, workers)
+    _draw(layout, result, outcomes, create_graph, create_svg, workers)
     result.seconds = time.monotonic() - began
     _write_report(layout, result, world_size)
     return result
@@ -330,11 +337,20 @@ def _draw(
     layout: RunLayout,
     result: MergeResult,
     outcomes: list[_RankOutcome],
+    create_graph: bool | None,
     create_svg: bool | None,
     workers: int,
 ) -> None:
-    """DOT graphs of every document (SVG on request); a graph is a view, never a merge failure."""
+    """DOT graphs of every document (SVG too on request), only when asked; a graph is a view,
+    never a merge failure."""
     svg = create_svg if create_svg is not None else any(o.fold.end_flags.get("create_svg") for o in outcomes)
+    graph = (
+        create_graph
+        if create_graph is not None
+        else any(o.fold.end_flags.get("create_graph") for o in outcomes)
+    )
+    if not (graph or svg):
+        return
     paths = [*result.documents, *([result.collection] if result.collection else [])]
     written, problems = draw_documents(paths, layout.graph_dir, bool(svg), workers)
     result.graphs.extend(written)

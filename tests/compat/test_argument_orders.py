@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import yprov_hpc as prov4ml
 from tests.compat.conftest import begin, ent, finish, ids
+from tests.conftest import entity
+from yprov_hpc.prov.vocab import artifact_id
 
 
 def _model() -> nn.Module:
@@ -57,7 +59,7 @@ def test_log_dataset_dataset_first_as_in_the_docs(save_dir: Path) -> None:
     """log_dataset(loader, "val_dataset", context) records it with its context."""
     run = begin(save_dir)
     prov4ml.log_dataset(_loader(), "val_dataset", prov4ml.Context.VALIDATION)
-    assert ent(finish(run), "dataset.val_dataset")["yprov:context"] == "validation"
+    assert ent(finish(run), "dataset.val_dataset.validation")["yprov:context"] == "validation"
 
 
 def test_log_dataset_by_3_2_8_keywords(save_dir: Path) -> None:
@@ -93,7 +95,8 @@ def test_log_artifact_name_then_existing_path(save_dir: Path, tmp_path: Path) ->
     (tmp_path / "out" / "results.csv").write_text("a,b\n")
     run = begin(save_dir)
     prov4ml.log_artifact("results", str(tmp_path / "out" / "results.csv"), prov4ml.Context.EVALUATION)
-    assert ent(finish(run), "artifact.results.csv")["yprov:context"] == "evaluation"
+    logged = artifact_id(0, str(tmp_path / "out" / "results.csv"))
+    assert entity(finish(run), logged)["yprov:context"] == "evaluation"
 
 
 def test_log_artifact_path_then_context_as_here(save_dir: Path, tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_log_artifact_path_then_context_as_here(save_dir: Path, tmp_path: Path) 
     path.write_text("n")
     run = begin(save_dir)
     prov4ml.log_artifact(str(path), "training")
-    assert ent(finish(run), "artifact.notes.txt")["yprov:context"] == "training"
+    assert entity(finish(run), artifact_id(0, str(path)))["yprov:context"] == "training"
 
 
 def test_log_artifact_of_two_different_existing_files_is_refused(save_dir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import yprov_hpc as prov4ml
 from tests.compat.conftest import begin, ent, finish, ids, metric
-from tests.conftest import PYTHON, literal, run_example
+from tests.conftest import PYTHON, literal, run_dirs, run_example
 
 
 def _loader(n: int = 32) -> DataLoader[tuple[torch.Tensor, ...]]:
@@ -160,7 +160,7 @@ def test_the_docs_lightning_example_needs_no_start_run(tmp_path: Path) -> None:
     made before the Trainer existed, during fit, after fit, and Lightning's test metrics."""
     (tmp_path / "docs_lightning.py").write_text(DOCS_LIGHTNING)
     run_example(tmp_path, PYTHON, "docs_lightning.py", timeout_s=300)
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     doc = json.loads((run_dir / "prov_lightning_logs_rank0.json").read_text())
     assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == "finished"
     assert {

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import yprov_hpc as prov4ml
 from tests.compat.conftest import begin, ent, finish, metric
-from tests.conftest import PYTHON, literal, run_example
+from tests.conftest import PYTHON, literal, run_dirs, run_example
 from yprov_hpc.compat.flops import count_flops
 
 
@@ -161,7 +161,7 @@ def test_the_pytorch_example_pattern_runs_unchanged(tmp_path: Path) -> None:
     (tmp_path / "port.py").write_text(PYTORCH_PORT)
     out = run_example(tmp_path, PYTHON, "port.py", timeout_s=300)
     assert "STATUS finished" in out.stdout
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     doc = json.loads((run_dir / "prov_torch_port_rank0.json").read_text())
     assert {
         "run:rank0.model.mnist_model_version.v1",

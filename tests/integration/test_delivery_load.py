@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, python_env, start
+from tests.conftest import PYTHON, python_env, run_dirs, start
 from yprov_hpc.wire.codec import decode_header
 from yprov_hpc.wire.journal import read_frames
 
@@ -105,7 +105,7 @@ def test_four_ranks_logging_flat_out_deliver_every_event_once(tmp_path: Path) ->
         for r in range(4)
     ]
     stats = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
-    (run_dir,) = save.iterdir()
+    (run_dir,) = run_dirs(save)
     copies, events = copies_and_events(run_dir / "journal")
     assert sum(s["events_lost"] for s in stats) == 0
     spilled = sum(s["events_spilled"] for s in stats)

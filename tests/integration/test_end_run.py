@@ -101,7 +101,7 @@ def test_a_merge_that_takes_too_long_says_where_the_output_will_appear(
     save_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no time to wait, end_run returns unmerged and says where the output will be and how
-    to make it now; the detached merge process still writes it."""
+    to make it now; the output still appears."""
     monkeypatch.setenv("YPROV_MERGE_WAIT_S", "0")
     start(save_dir, "slow", merge="auto")
     prov4ml.log_metric("loss", 1.0)
@@ -110,7 +110,8 @@ def test_a_merge_that_takes_too_long_says_where_the_output_will_appear(
     assert not report.merged and any("did not finish within 0 s" in p for p in report.problems)
     assert f"the output will appear in {report.run_dir}" in err and f"`yprov merge {report.run_dir}`" in err
     state = wait_for_merge(RunLayout.open(report.run_dir), 0, 120)
-    assert state is not None and state.ok and state.by == "rank 0"
+    # the sidecar (after the bye) or a merge process the rank started writes it, whoever is first
+    assert state is not None and state.ok and (state.by == "rank 0" or state.by.startswith("sidecar "))
 
 
 def test_a_sidecar_that_dies_before_merging_is_replaced_by_a_merge_process(

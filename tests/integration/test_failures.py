@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, entity, literal, load, python_env, start
+from tests.conftest import PYTHON, entity, literal, load, python_env, run_dirs, start
 
 
 def _sidecar_pid(run_dir: Path) -> int:
@@ -230,7 +230,7 @@ def test_torchrun_style_workers_share_one_run(tmp_path: Path) -> None:
     lines = sorted(p.communicate(timeout=60)[0].split() for p in procs)
     assert [line[:2] for line in lines] == [[str(r), "torchrun"] for r in range(4)]
     assert len({line[2] for line in lines}) == 1
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     assert len(load(run_dir / "prov_elastic_collection.json")["hadMember"]) == 4
     assert len(list((run_dir / "journal").glob("node-*.journal"))) == 1
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, ROOT, entity, literal, load, run_example, start
+from tests.conftest import PYTHON, ROOT, entity, literal, load, run_dirs, run_example, start
 
 sys.path.insert(0, str(ROOT / "examples"))
 from lightning_train import LitMNIST
@@ -34,7 +34,7 @@ def test_two_process_fit_records_every_rank(tmp_path: Path) -> None:
         "prov",
         timeout_s=600,
     )
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     for rank in (0, 1):
         doc = load(run_dir / f"prov_lightning_mnist_rank{rank}.json")
         act = {k: literal(v) for k, v in doc["activity"][f"run:rank{rank}"].items()}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env
+from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, run_dirs
 
 MPIEXEC = shutil.which("mpiexec", path=str(Path(PYTHON).parent)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.mpi
@@ -33,7 +33,7 @@ def test_four_rank_quickstart(tmp_path: Path) -> None:
         4, str(ROOT / "examples" / "quickstart.py"), "--epochs", "2", "--save-dir", "prov", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     docs = sorted(run_dir.glob("prov_quickstart_rank*.json"))
     assert docs, f"no documents; ranks said:\n{out.stdout}\n{out.stderr}"
     assert [d.name for d in docs] == [f"prov_quickstart_rank{r}.json" for r in range(4)]
@@ -56,7 +56,7 @@ def test_mpi4py_data_parallel_training(tmp_path: Path) -> None:
         3, str(ROOT / "examples" / "mpi_train.py"), "--steps", "50", "--save-dir", "prov", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     ws = []
     for r in range(3):
         doc = load(run_dir / f"prov_mpi_train_rank{r}.json")

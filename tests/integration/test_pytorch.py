@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, run_example, start
+from tests.conftest import PYTHON, ROOT, entity, literal, load, python_env, run_dirs, run_example, start
 from yprov_hpc.prov.vocab import run_id_of
 
 sys.path.insert(0, str(ROOT / "examples"))
@@ -39,7 +39,7 @@ def test_paper_example_runs_unchanged(tmp_path: Path) -> None:
         "prov",
         timeout_s=300,
     )
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     doc = load(run_dir / "prov_experiment_name_rank0.json")
     mse = entity(doc, "run:rank0.metric.MSE_train.training")
     assert (mse["yprov:count"], mse["yprov:first_step"], mse["yprov:last_step"]) == (2, 0, 1)
@@ -166,7 +166,7 @@ def test_torchrun_ddp_every_rank_records(tmp_path: Path, nproc: int) -> None:
         "prov",
         timeout_s=300,
     )
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     per_rank = 1600 // nproc // 32
     for rank in range(nproc):
         doc = load(run_dir / f"prov_ddp_mnist_rank{rank}.json")

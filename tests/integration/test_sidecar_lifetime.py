@@ -220,24 +220,3 @@ def test_no_merge_while_ranks_of_the_world_have_no_marker(tmp_path: Path) -> Non
         stop(proc)
     assert "not merging: 1 of 2 ranks have no done or lost marker (1)" in out
     assert not (run_dir / "journal" / "merge.state.json").exists()
-
-
-def test_no_second_merge_of_a_run_a_rank_merged(tmp_path: Path) -> None:
-    """Every rank ended and a rank claimed the merge: the embedded sidecar leaves the run's output alone."""
-    run_dir = tmp_path / "exp_r1"
-    proc, endpoint = start_sidecar(run_dir, "--embedded", "--idle-timeout", "600")
-    rank = _sleeper()
-    sock = dealer(endpoint)
-    try:
-        assert send_batch(sock, [_hello(rank.pid)], 0).refused is None
-        (run_dir / "journal" / "rank0.done").write_text("{}")
-        (run_dir / "journal" / "merge.claim").write_text(str(rank.pid))
-        assert send_batch(sock, [_bye(rank.pid)], 1).refused is None
-        out = proc.communicate(timeout=EXIT_WAIT_S)[0].decode()
-    finally:
-        sock.close()
-        stop(proc)
-        rank.kill()
-        rank.wait()
-    assert "not merging: a rank (merge.claim) merged the run already" in out
-    assert not (run_dir / "journal" / "merge.state.json").exists()

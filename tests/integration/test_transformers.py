@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT, run_example
+from tests.conftest import PYTHON, ROOT, run_dirs, run_example
 
 pytest.importorskip("transformers", reason="needs transformers (pip install 'yprov-hpc[transformers]')")
 pytest.importorskip(
@@ -30,7 +30,7 @@ def test_trainer_records_args_metrics_and_checkpoints(tmp_path: Path) -> None:
     """One process: training arguments and model config as params, loss per step in training,
     eval loss in validation, two checkpoints as model versions, status finished."""
     run_example(tmp_path, PYTHON, SCRIPT, "prov", "out", timeout_s=600)
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     run = load_run(run_dir)
     assert run.status == "finished"
     params = run.params[0]
@@ -65,7 +65,7 @@ def test_two_ranks_each_record_at_the_global_step(tmp_path: Path) -> None:
         "out",
         timeout_s=600,
     )
-    (run_dir,) = (tmp_path / "prov").iterdir()
+    (run_dir,) = run_dirs(tmp_path / "prov")
     run = load_run(run_dir)
     assert run.world_size == 2 and {r.status for r in run.ranks.values()} == {"finished"}
     for rank in (0, 1):

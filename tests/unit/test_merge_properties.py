@@ -172,8 +172,8 @@ def test_parallel_merge_writes_what_a_sequential_one_does(tmp_path: Path) -> Non
     one, two = tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"
     _write_journals(one, frames, 2)
     _write_journals(two, frames, 2)
-    merge_run(one, create_svg=False, workers=1)
-    result = merge_run(two, create_svg=False, workers=2)
+    merge_run(one, create_svg=False, workers=1, create_graph=True)
+    result = merge_run(two, create_svg=False, workers=2, create_graph=True)
     assert _outputs(two) == _outputs(one)
     assert sorted(p.name for p in result.graphs) == [
         "prov_e_collection.dot",

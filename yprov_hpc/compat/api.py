@@ -21,7 +21,6 @@ from yprov_hpc.compat.binding import bind
 from yprov_hpc.compat.coerce import looks_like_namespace, metric_points, step_of
 from yprov_hpc.compat.contexts import _SUBCONTEXTS, resolve_context
 from yprov_hpc.compat.enums import CompressorType, MetricsType
-from yprov_hpc.compat.scope import run_state
 from yprov_hpc.compat.warn import ignored, warn_once
 from yprov_hpc.core.config import ENV_NAMESPACE
 from yprov_hpc.core.context import Context as _CoreContext
@@ -29,11 +28,9 @@ from yprov_hpc.core.errors import (
     InvalidArgumentError,
     MetricValueError,
     NoActiveRunError,
-    ParamConflictError,
 )
 from yprov_hpc.rank.ending import RunReport
 from yprov_hpc.rank.run import Run
-from yprov_hpc.rank.values import param_value, same_param
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -79,6 +76,7 @@ _START_KEYWORDS = {
     "end_timeout_s",
     "handle_sigterm",
     "auto_merge",
+    "merge",
 }
 
 
@@ -244,26 +242,16 @@ def log_metrics(metrics: Mapping[str, Any], context: Any = None, step: Any = Non
 
 
 def log_param(key: str, value: Any, context: Any = None, source: Any = None, is_input: Any = None) -> None:
-    """A param (3.2.8's signature). Logged again with a new value, it is recorded as a revision
-    named ``<key>@<n>`` (n = 2, 3, ...); the same value again is a no-op."""
+    """A param (3.2.8's signature). Logged again with a new value, it becomes the param's next
+    revision (``prov:wasRevisionOf`` the previous value); the same value again is a no-op."""
     if pending.hold_if_no_run(log_param, key, value, context, source, is_input):
         return
     ignored("log_param", context=context, source=source, is_input=is_input)
-    try:
-        _api.log_param(key, value)
-    except ParamConflictError:
-        stored = param_value(value)
-        revisions = run_state("param_revisions")  # key -> (revision number, stored value)
-        number, last = revisions.get(key, (1, None))
-        if last is not None and same_param(last, stored):
-            return
-        number += 1
-        warn_once(
-            "log_param.revision",
-            f"log_param({key!r}) again with a new value: recorded as the revision {key}@{number}",
-        )
-        _api.log_param(f"{key}@{number}", value)
-        revisions[key] = (number, stored)
+    run = _api.active_run()
+    if run is None:
+        _api.log_param(key, value)  # raises NoActiveRunError, naming the call
+        return
+    run.log_param(key, value, revision=True)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

@@ -56,6 +56,7 @@ class RankFold:
     status: str = ""
     end_flags: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Param] = field(default_factory=dict)
+    param_revisions: dict[str, list[Param]] = field(default_factory=dict)  # revisions 2, 3, ... by key
     columns: SeriesColumns = field(default_factory=SeriesColumns)
     contexts: dict[str, list[int]] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
@@ -95,7 +96,11 @@ class RankFold:
             self.columns.add("mark", rec.what, rec.context, rec.step, math.nan, rec.ts_ns)
             self.marks.append(rec)
         elif isinstance(rec, Param):
-            self.params.setdefault(rec.key, rec)
+            first = self.params.setdefault(rec.key, rec)
+            if first is not rec:  # a later revision (the rank sends one only for a new value)
+                later = self.param_revisions.setdefault(rec.key, [])
+                if (later[-1] if later else first).value != rec.value:
+                    later.append(rec)
         elif isinstance(rec, RunStart):
             self.start, self.start_ns = rec.info, rec.ts_ns
         elif isinstance(rec, RunEnd):

@@ -369,16 +369,22 @@ def build_rank_document(
         )
         b.informed(ctx_ids[ctx_name], me)
     for key, param in fold.params.items():
-        ident = b.entity(
-            param_id(r, key),
-            {
-                "prov:type": qname("yprov:Parameter"),
-                "prov:label": key,
-                "prov:value": param.value,
-                "yprov:python_type": param.type_name,
-            },
-        )
-        b.used(me, ident, param.ts_ns)
+        previous = ""
+        for revision, rec in enumerate([param, *fold.param_revisions.get(key, [])], start=1):
+            ident = b.entity(
+                param_id(r, key, revision),
+                {
+                    "prov:type": qname("yprov:Parameter"),
+                    "prov:label": key,
+                    "prov:value": rec.value,
+                    "yprov:python_type": rec.type_name,
+                    "yprov:revision": revision if revision > 1 else None,
+                },
+            )
+            b.used(me, ident, rec.ts_ns)
+            if previous:
+                b.revision_of(ident, previous)
+            previous = ident
     _summaries(b, r, me, ctx_ids, summaries, files, end_ns)
     _artifacts(b, fold, me, ctx_ids, problems)
     _models(b, fold, me, ctx_ids, problems)

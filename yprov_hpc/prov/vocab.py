@@ -107,9 +107,10 @@ def context_id(rank: int, context: str) -> str:
     return record_id(f"rank{rank}", "context", tail=context)
 
 
-def param_id(rank: int, key: str) -> str:
-    """A param: ``run:rank<r>.param.<key>``."""
-    return record_id(f"rank{rank}", "param", tail=key)
+def param_id(rank: int, key: str, revision: int = 1) -> str:
+    """A param: ``run:rank<r>.param.<key>``, then ``-rev<k>`` for revision k >= 2 (as artifacts)."""
+    ident = record_id(f"rank{rank}", "param", tail=key)
+    return ident if revision <= 1 else f"{ident}-rev{revision}"
 
 
 def artifact_id(rank: int, path: str, revision: int = 1) -> str:

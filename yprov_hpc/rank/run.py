@@ -182,16 +182,20 @@ class Run:
         for key, value in metrics.items():
             self.log_metric(key, value, context, step)
 
-    def log_param(self, key: str, value: Any) -> None:
-        """Record a one-time input of the run. Logging the same key again with another value raises."""
+    def log_param(self, key: str, value: Any, *, revision: bool = False) -> None:
+        """Record a one-time input of the run. Logging the same key again with another value
+        raises ParamConflictError, unless ``revision=True``: then the new value is recorded as the
+        param's next revision (``prov:wasRevisionOf`` the previous one). The same value again is
+        a no-op."""
         self._check("log_param")
         key = name_value("log_param", key)
         stored = values.param_value(value)
         old = self._params.get(key)
         if old is not None:
-            if not values.same_param(old, stored):
+            if values.same_param(old, stored):
+                return
+            if not revision:
                 raise ParamConflictError(key, old[0], stored[0])
-            return
         self._params[key] = stored
         self.emit((int(Kind.PARAM), _time_ns(), key, stored[0], stored[1]))
 
