@@ -7,9 +7,17 @@ for a FIFO in between is refused too. Inside a directory, symlinks to files are 
 symlinks to directories are not (they are counted as skipped).
 
 A directory's size is the sum of its regular files. Up to the copy limit, the content is copied
-into ``artifacts/rank<r>/`` while it is hashed (one read); the copy stops, and is removed, as soon
+into the run directory while it is hashed (one read); the copy stops, and is removed, as soon
 as it would pass the limit (files that grew since they were measured). A copy that cannot be
 written (a full disk) is removed, and the artifact is referenced in place, with the reason.
+
+Where copies go: each revision of a logged path (each time it is logged with new content) is
+kept, immutable, at ``artifacts/rank<r>/revisions/<name>/r<k>-<sha256[:12]>``, and that is the
+path its record names; ``artifacts/rank<r>/<name>`` (the *natural path*) holds the latest
+revision, as hard links (no second copy on disk). Two different paths with one file name get
+two natural names (the second ``<stem>.<hash of its path><suffix>``). A file already inside the
+run directory (a checkpoint Lightning wrote there) is hashed and referenced where it is, not
+copied again.
 """
 
 from __future__ import annotations
@@ -159,12 +167,22 @@ class ArtifactStore:
         self._layout = layout
         self._base = layout.artifacts_dir(rank)
         self._copy_max_bytes = copy_max_bytes
-        self._names: dict[str, str] = {}  # stored name -> the digest first stored under it
+        self._natural: dict[str, str] = {}  # logged path -> its natural name
+        self._taken: set[str] = set()  # natural names in use
+        # logged path -> (sha256, stored path) of its last revision
+        self._latest: dict[str, tuple[str, str]] = {}
+        self._revisions: dict[str, int] = {}  # logged path -> revisions so far
 
-    def store(self, src: Path) -> Stored:
-        """Hash ``src`` and, within the copy limit, copy it; see the module docstring."""
+    def store(self, src: Path, key: str | None = None) -> Stored:
+        """Hash ``src`` and, within the copy limit, copy it as the next revision of ``key`` (the
+        path as logged); see the module docstring."""
+        key = os.fspath(src) if key is None else key
         found = scan(src)
         skipped = f"{found.skipped} symlinked directories or dangling links skipped" if found.skipped else ""
+        inside = self._inside_run(src)
+        if inside is not None:  # already in the run directory: never a second copy
+            digest = self._digest(found, None, [0])
+            return Stored(digest, found.size_bytes, found.is_dir, inside, skipped)
         if found.size_bytes > self._copy_max_bytes:
             digest = self._digest(found, None, [0])
             note = f"over the copy limit of {self._copy_max_bytes} bytes: referenced in place"
@@ -189,7 +207,13 @@ class ArtifactStore:
         except BaseException:
             _discard(staging)
             raise
-        return Stored(digest, found.size_bytes, found.is_dir, self._place(src, staging, digest), skipped)
+        return Stored(digest, found.size_bytes, found.is_dir, self._place(key, src, staging, digest), skipped)
+
+    def _inside_run(self, src: Path) -> str | None:
+        try:
+            return src.resolve().relative_to(self._layout.root.resolve()).as_posix()
+        except (ValueError, OSError):
+            return None
 
     def _digest(self, found: Scanned, staging: Path | None, budget: list[int]) -> str:
         """sha256 of a file's content, or of a directory's sorted (relative path, file hash)
@@ -217,18 +241,53 @@ class ArtifactStore:
             staging.mkdir()
         return self._digest(found, staging, [self._copy_max_bytes])
 
-    def _place(self, src: Path, staging: Path, digest: str) -> str:
-        """Rename the staged copy to its name (a new name for new content under a known name)."""
-        name = safe_name(src.name)
-        seen = self._names.setdefault(name, digest)
-        if seen != digest:  # same name, new content: keep both versions
-            name = f"{name}.{digest[:12]}"
-        dest = self._base / name
-        if dest.exists():  # the same content again
+    def _name_of(self, key: str, src: Path) -> str:
+        name = self._natural.get(key)
+        if name is None:
+            name = safe_name(src.name)
+            if name in self._taken or name == "revisions":
+                tag = hashlib.sha256(key.encode()).hexdigest()[:8]
+                name = f"{safe_name(src.stem)}.{tag}{safe_name(src.suffix) if src.suffix else ''}"
+            self._taken.add(name)
+            self._natural[key] = name
+        return name
+
+    def _place(self, key: str, src: Path, staging: Path, digest: str) -> str:
+        """Keep the staged copy as the next revision of ``key`` and point the natural path at it;
+        the same content as the last revision again is no new copy."""
+        last = self._latest.get(key)
+        if last is not None and last[0] == digest:
             _discard(staging)
-        else:
-            os.replace(staging, dest)
-        return dest.relative_to(self._layout.root).as_posix()
+            return last[1]
+        name = self._name_of(key, src)
+        revision = self._revisions.get(key, 0) + 1
+        dest = self._base / "revisions" / name / f"r{revision}-{digest[:12]}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, dest)
+        self._revisions[key] = revision
+        stored = dest.relative_to(self._layout.root).as_posix()
+        self._latest[key] = (digest, stored)
+        try:
+            _link_tree(dest, self._base / name)
+        except OSError as exc:  # the revision is kept; only the convenience view is missing
+            log.warning("yprov: could not update %s to the latest revision: %s", self._base / name, exc)
+        return stored
+
+
+def _link_tree(target: Path, natural: Path) -> None:
+    """Make ``natural`` hold what ``target`` holds, as hard links, replacing it atomically for a
+    file (a directory is swapped with two renames)."""
+    tmp = natural.with_name(f".{natural.name}.{secrets.token_hex(4)}.tmp")
+    if target.is_dir():
+        shutil.copytree(target, tmp, copy_function=os.link)
+        old = natural.with_name(f".{natural.name}.{secrets.token_hex(4)}.old")
+        if natural.exists():
+            os.rename(natural, old)
+        os.rename(tmp, natural)
+        _discard(old)
+    else:
+        os.link(target, tmp)
+        os.replace(tmp, natural)
 
 
 # --- the verbs (Run's methods of the same names call these) -------------------------------------
@@ -249,7 +308,7 @@ def log_artifact(
     src = Path(artifact_path)
     if not src.exists():
         raise ArtifactNotFoundError(str(artifact_path))
-    info = store.store(src).info(src)
+    info = store.store(src, key).info(src)
     info["user_timestamp"] = ts
     run.emit((int(Kind.ARTIFACT), time.time_ns(), key, ctx, st, info_value("log_artifact", info)))
 
