@@ -12,8 +12,8 @@ as it would pass the limit (files that grew since they were measured). A copy th
 written (a full disk) is removed, and the artifact is referenced in place, with the reason.
 
 Where copies go: each revision of a logged path (each time it is logged with new content) is
-kept, immutable, at ``artifacts/rank<r>/revisions/<name>/r<k>-<sha256[:12]>``, and that is the
-path its record names; ``artifacts/rank<r>/<name>`` (the *natural path*) holds the latest
+kept, immutable, at ``artifacts/rank<r>/revisions/<name>/r<k>-<sha256[:12]>/<name>``, and that
+is the path its record names; ``artifacts/rank<r>/<name>`` (the *natural path*) holds the latest
 revision, as hard links (no second copy on disk). Two different paths with one file name get
 two natural names (the second ``<stem>.<hash of its path><suffix>``). A file already inside the
 run directory (a checkpoint Lightning wrote there) is hashed and referenced where it is, not
@@ -261,7 +261,7 @@ class ArtifactStore:
             return last[1]
         name = self._name_of(key, src)
         revision = self._revisions.get(key, 0) + 1
-        dest = self._base / "revisions" / name / f"r{revision}-{digest[:12]}"
+        dest = self._base / "revisions" / name / f"r{revision}-{digest[:12]}" / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, dest)
         self._revisions[key] = revision
