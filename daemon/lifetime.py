@@ -13,7 +13,9 @@ failure is logged, never raised.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import logging
 import os
 import threading
@@ -28,6 +30,7 @@ from .rank_table import RankTable
 log = logging.getLogger("yprov_daemon")
 
 PID_CHECK_S = 0.5
+SETTLE_CHECK_S = 0.02  # how often the stop is checked once every rank said bye or ended
 EXIT_GRACE_S = 1.0  # keep answering after the last bye: the last acks are still queued
 RANKS_GONE_S = 3.0  # every known rank process gone for this long: stop
 MARKER_WAIT_S = 5.0  # how long to wait for the done markers of ranks that said bye
@@ -62,8 +65,9 @@ class Lifetime:
 
     def check(self, table: RankTable, last_message: float, now: float) -> str | None:
         """The reason to stop now, or None to keep serving."""
-        if now - self._last_check < PID_CHECK_S and table.byes == self._byes_seen:
-            return None  # checked at most every PID_CHECK_S, and at once after a bye
+        every = SETTLE_CHECK_S if self._since is not None else PID_CHECK_S
+        if now - self._last_check < every and table.byes == self._byes_seen:
+            return None  # checked at most every PID_CHECK_S (often while settling), at once after a bye
         self._last_check, self._byes_seen = now, table.byes
         here = _dir_id(self.layout.journal_dir)
         if self._dir is None:
@@ -77,13 +81,23 @@ class Lifetime:
             idle = now - self.started > self.idle_timeout_s
             return f"no rank said hello in {self.idle_timeout_s:.0f} s" if idle else None
         if table.all_said_bye():
-            return self._after(now, EXIT_GRACE_S, "every rank said bye")
+            # a rank writes its done marker once its last ack arrived: with every marker there,
+            # nothing is left to answer, so stop at once (else keep answering for the grace)
+            grace = 0.0 if self._markers_written(table) else EXIT_GRACE_S
+            return self._after(now, grace, "every rank said bye")
         if table.all_ended():
             return self._after(now, RANKS_GONE_S, "every rank process ended")
         self._since = None
         if table.unknown_pids() and now - last_message > self.idle_timeout_s:
             return f"nothing arrived in {self.idle_timeout_s:.0f} s"
         return None
+
+    def _markers_written(self, table: RankTable) -> bool:
+        try:
+            names = {e.name for e in os.scandir(self.layout.journal_dir)}
+        except OSError:
+            return False
+        return all(f"rank{r}.done" in names or f"rank{r}.lost" in names for r in table.ranks)
 
     def _after(self, now: float, grace_s: float, reason: str) -> str | None:
         if self._since is None:
@@ -110,8 +124,15 @@ def prewarm_merge() -> None:
 
 
 def _import_merge() -> None:
+    # at the lowest priority: this thread must not take CPU from training (per thread on Linux)
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     try:
         importlib.import_module("yprov_hpc.finalize")
+        importlib.import_module("pyarrow.parquet")  # the series writer's; pyarrow then pulls pandas in
+        importlib.import_module("pandas")
+    except ImportError:
+        pass  # pandas is optional; the merge imports what it needs itself
     except Exception as exc:  # the merge will import (and fail) again, and log it there
         log.warning("could not pre-import the merge: %s", exc)
 
@@ -122,6 +143,21 @@ def _missing_markers(layout: RunLayout, world_size: int) -> list[int]:
     except OSError:
         return list(range(world_size))
     return [r for r in range(world_size) if f"rank{r}.done" not in names and f"rank{r}.lost" not in names]
+
+
+def _merge_mode(layout: RunLayout, world_size: int) -> str:
+    """The merge mode the ranks' done markers state ("auto" unless one says otherwise; a marker
+    is untrusted: only the known words count)."""
+    for rank in range(min(world_size, 64)):  # the ranks of one run share their settings
+        try:
+            with open(layout.done_marker(rank), "rb") as f:
+                data = json.loads(f.read(1 << 16))
+        except (OSError, ValueError):
+            continue
+        mode = data.get("merge") if isinstance(data, dict) else None
+        if mode in ("job", "off"):
+            return str(mode)
+    return "auto"
 
 
 def final_merge(layout: RunLayout, node: str, world_size: int) -> bool:
@@ -137,6 +173,10 @@ def final_merge(layout: RunLayout, node: str, world_size: int) -> bool:
         log.info(
             "not merging: %d of %d ranks have no done or lost marker (%s)", len(missing), world_size, shown
         )
+        return False
+    mode = _merge_mode(layout, world_size)
+    if mode != "auto":
+        log.info("not merging: the ranks' merge mode is %r (a batch script or the user merges)", mode)
         return False
     log.info("merging %d ranks of %s ...", world_size, layout.root.name)
     started = time.monotonic()

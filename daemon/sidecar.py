@@ -131,6 +131,8 @@ class Sidecar:
             poller.register(aggregator.socket, zmq.POLLIN)
         self._write_ready()
         log.info("serving %s on node %s, journal %s", s.endpoint, s.node, self.sink.path)
+        if s.embedded:
+            prewarm_merge()  # a low-priority thread: the final merge starts warm
         self._start_samplers()
         try:
             while not self._stop:

@@ -71,6 +71,11 @@ def test_job_mode_leaves_the_merge_to_the_batch_script(
     prov4ml.log_metric("loss", 1.0)
     report = prov4ml.end_run()
     assert not report.merged and "batch script" in report.merge
+    log = next(report.run_dir.glob("journal/sidecar-*.log"))
+    deadline = time.monotonic() + 20
+    while "stopped:" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the embedded sidecar has stopped: it would have merged by now
+    assert "not merging: the ranks' merge mode is 'job'" in log.read_text()
     assert read_merge_state(RunLayout.open(report.run_dir)) is None
     assert not list(report.run_dir.glob("prov_*.json"))
 

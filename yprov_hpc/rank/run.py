@@ -321,6 +321,7 @@ class Run:
             self._ended_report = report
             return report
         marker = done_marker(report, self.placement, self.stream, end_ns, flags)
+        marker["merge"] = self.config.merge  # "job"/"off": the embedded sidecar leaves the merge alone
         finish(report, self.layout, self.config, marker, self._sidecar, self._root_id)
         self._ended_report = report
         return report
