@@ -1,18 +1,27 @@
-"""A real local Slurm cluster (2 emulated nodes), brought up by the project's own script."""
+"""A real local Slurm cluster (2 emulated nodes), brought up by the project's own script.
+
+``YPROV_SLURM_DIR``, ``YPROV_SLURMCTLD_PORT``, ``YPROV_SLURMD_PORT`` and
+``YPROV_SLURM_FIRST_JOB_ID`` (see scripts/slurm/cluster-up.sh) let a second cluster run beside
+another one on the same machine."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import PYTHON, ROOT
 
 SLURM_DIR = Path(os.environ.get("YPROV_SLURM_DIR", "/tmp/yprov-slurm"))
+BATCH_SCRIPT = ROOT / "scripts" / "slurm" / "yprov-job.sbatch"
+TWO_BY_TWO = ("--nodes=2", "--ntasks-per-node=2")
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +40,7 @@ def slurm_conf() -> Iterator[str]:
 
 
 def slurm_env(conf: str, **extra: str) -> dict[str, str]:
+    """The environment of a user who submits to the local cluster with the project's venv."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YPROV_", "SLURM_"))}
     env.update(
         SLURM_CONF=conf,
@@ -42,19 +52,16 @@ def slurm_env(conf: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def sbatch(conf: str, cwd: Path, args: list[str], env: dict[str, str] | None = None) -> int:
+def sbatch(
+    conf: str,
+    cwd: Path,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    sbatch_args: Sequence[str] = TWO_BY_TWO,
+) -> int:
     """Submit scripts/slurm/yprov-job.sbatch with ``args`` as the training command; the job id."""
     out = subprocess.run(
-        [
-            "sbatch",
-            "--parsable",
-            "--nodes=2",
-            "--ntasks-per-node=2",
-            "-o",
-            str(cwd / "job.out"),
-            str(ROOT / "scripts" / "slurm" / "yprov-job.sbatch"),
-            *args,
-        ],
+        ["sbatch", "--parsable", *sbatch_args, "-o", str(cwd / "job.out"), str(BATCH_SCRIPT), *args],
         cwd=cwd,
         env=env or slurm_env(conf),
         capture_output=True,
@@ -64,7 +71,8 @@ def sbatch(conf: str, cwd: Path, args: list[str], env: dict[str, str] | None = N
     return int(out.stdout.strip().split(";")[0])
 
 
-def wait_gone(conf: str, job: int, timeout_s: float = 180) -> None:
+def wait_gone(conf: str, job: int, timeout_s: float = 240) -> None:
+    """Wait until ``job`` has left the queue (ended, or cancelled while pending)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         out = subprocess.run(
@@ -74,3 +82,46 @@ def wait_gone(conf: str, job: int, timeout_s: float = 180) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"job {job} still queued or running after {timeout_s} s")
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout_s: float = 90) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def job_info(conf: str, job: int) -> dict[str, str]:
+    """``scontrol show job``'s fields (kept for MinJobAge after the job ends)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", str(job)], env=slurm_env(conf), capture_output=True, text=True
+    )
+    return dict(f.split("=", 1) for f in out.stdout.split() if "=" in f)
+
+
+def merge_job_of(log: str) -> int:
+    """The dependent merge job that the batch script says it submitted."""
+    found = re.search(r"yprov-job: merge job (\d+) ", log)
+    assert found, f"no merge job in the log:\n{log[-2000:]}"
+    return int(found.group(1))
+
+
+def run_dir_of(cwd: Path) -> Path:
+    """The one run directory the batch script made under ``cwd``."""
+    (run_dir,) = (cwd / "prov").iterdir()
+    return run_dir
+
+
+def job_end(run_dir: Path) -> dict[str, Any]:
+    """The batch script's record of how the job ended (journal/job.end)."""
+    data: dict[str, Any] = json.loads((run_dir / "journal" / "job.end").read_text())
+    return data
+
+
+def alarming_lines(log: str) -> list[str]:
+    """Lines of a job log that would alarm a user on a successful job."""
+    pattern = re.compile(r"CANCELLED|error:|Invalid job id|Traceback|Terminated|Killed")
+    return [line for line in log.splitlines() if pattern.search(line)]
