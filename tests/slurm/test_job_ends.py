@@ -229,3 +229,18 @@ def test_killed_sidecar_is_reported_as_a_telemetry_gap(sidecar_killed_job: Ended
     gaps = report["telemetry_gaps"]
     assert [g["node"] for g in gaps] == ["node2"]
     assert 0 < gaps[0]["from_ts_ns"] < gaps[0]["to_ts_ns"] and gaps[0]["reason"]
+
+
+def test_usr1_warning_is_the_time_limit(slurm_conf: str, tmp_path: Path) -> None:
+    """SIGUSR1 to the batch shell (what --signal=B:USR1@N sends) ends the job as a time limit, ranks first."""
+    (tmp_path / "limited.py").write_text(_UNTIL_WARNED)
+    job = sbatch(slurm_conf, tmp_path, [PYTHON, str(tmp_path / "limited.py"), str(tmp_path)])
+    wait_for("200 points on every rank", lambda: all(_progress(tmp_path, r) >= 200 for r in range(4)), 120)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=slurm_env(slurm_conf), check=True)
+    ended = _after_merge_job(slurm_conf, job, tmp_path)
+    assert job_end(ended.run_dir)["cause"] == "time_limit"
+    for rank in range(4):
+        loss = entity(
+            load(ended.run_dir / f"prov_limited_rank{rank}.json"), f"run:rank{rank}.metric.loss.training"
+        )
+        assert loss["yprov:count"] == _done(ended, rank)[0]
