@@ -184,3 +184,21 @@ def test_ranks_are_told_the_job_merges(slurm_conf: str, tmp_path: Path) -> None:
         line.split() for line in (tmp_path / "job.out").read_text().splitlines() if line.startswith("env ")
     ]
     assert lines == [["env", "job", "auto", str(tmp_path / "prov" / f"job_slurm{job}")]]
+
+
+def test_fails_when_the_sidecars_do_not_start(slurm_conf: str, tmp_path: Path) -> None:
+    """A sidecar step that dies at once fails the job before the training starts, cause failed."""
+    wrapper = tmp_path / "yprov"
+    wrapper.write_text(
+        "#!/bin/bash\n"
+        '[ -n "${SLURM_STEP_ID:-}" ] && [ "$2" = --run-dir ] && { echo "no sidecar here" >&2; exit 3; }\n'
+        f'exec {Path(PYTHON).parent / "yprov"} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = slurm_env(slurm_conf, YPROV=str(wrapper))
+    job = sbatch(slurm_conf, tmp_path, [PYTHON, "-c", "print('trained')"], env)
+    wait_gone(slurm_conf, job, timeout_s=60)
+    log = (tmp_path / "job.out").read_text()
+    assert "the sidecar step ended before every node's sidecar listened" in log and "trained" not in log, log
+    assert job_end(run_dir_of(tmp_path))["cause"] == "failed"
+    assert job_info(slurm_conf, job)["JobState"] == "FAILED"
