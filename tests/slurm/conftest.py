@@ -6,9 +6,11 @@ another one on the same machine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -125,3 +127,46 @@ def alarming_lines(log: str) -> list[str]:
     """Lines of a job log that would alarm a user on a successful job."""
     pattern = re.compile(r"CANCELLED|error:|Invalid job id|Traceback|Terminated|Killed")
     return [line for line in log.splitlines() if pattern.search(line)]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours to read
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def lose_node(conf: str, job: int, node: str) -> list[int]:
+    """Emulate the loss of ``node``: kill -9 its slurmd, the job's step daemons and tasks on it,
+    with no signal a process could handle, then mark it down (as slurmctld would after
+    SlurmdTimeout). Returns the pids killed."""
+    tasks = [
+        pid
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit())
+        if (env := _environ(pid)).get("SLURMD_NODENAME") == node and env.get("SLURM_JOB_ID") == str(job)
+    ]
+    stepds = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in tasks}
+    slurmd = int((SLURM_DIR / f"slurmd-{node}.pid").read_text())
+    killed = [*tasks, *sorted(stepds), slurmd]
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):  # a task that ended just now
+            os.kill(pid, signal.SIGKILL)
+    update = ["scontrol", "update", f"nodename={node}", "state=down", "reason=emulated loss"]
+    subprocess.run(update, env=slurm_env(conf), check=True)
+    return killed
+
+
+def restore_node(conf: str, node: str) -> None:
+    """Start ``node``'s slurmd again and wait until the node is back in service."""
+    subprocess.run(["slurmd", "-f", conf, "-N", node], env=slurm_env(conf), check=True)
+    resume = ["scontrol", "update", f"nodename={node}", "state=resume"]
+    subprocess.run(resume, env=slurm_env(conf), capture_output=True)  # fails if already idle
+
+    def idle() -> bool:
+        out = subprocess.run(
+            ["sinfo", "-h", "-N", "-n", node, "-o", "%T"], env=slurm_env(conf), capture_output=True, text=True
+        )
+        return out.stdout.strip() == "idle"
+
+    wait_for(f"{node} back in service", idle, 60)
