@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,6 +207,7 @@ def sidecar_killed_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory
     wait_for("300 points on every rank", lambda: all((cwd / f"half{r}").exists() for r in range(4)), 120)
     ready = json.loads((run_dir_of(cwd) / "journal" / "sidecar-node2.json").read_text())
     os.kill(ready["pid"], signal.SIGKILL)
+    (cwd / "killed_at.txt").write_text(str(time.time_ns()))
     wait_gone(slurm_conf, job)
     return EndedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
 
@@ -224,23 +226,16 @@ def test_kill_9_of_one_nodes_sidecar_loses_nothing(sidecar_killed_job: EndedJob)
 
 @pytest.mark.xfail(strict=True, reason="needs telemetry gaps from the merge")
 def test_killed_sidecar_is_reported_as_a_telemetry_gap(sidecar_killed_job: EndedJob) -> None:
-    """merge_report.json names node2's missing telemetry, from the kill to the job's end."""
+    """merge_report.json names a gap in node2's telemetry that spans the kill of its sidecar."""
     report = json.loads((sidecar_killed_job.run_dir / "merge_report.json").read_text())
-    gaps = report["telemetry_gaps"]
-    assert [g["node"] for g in gaps] == ["node2"]
-    assert 0 < gaps[0]["from_ts_ns"] < gaps[0]["to_ts_ns"] and gaps[0]["reason"]
-
-
-def test_usr1_warning_is_the_time_limit(slurm_conf: str, tmp_path: Path) -> None:
-    """SIGUSR1 to the batch shell (what --signal=B:USR1@N sends) ends the job as a time limit, ranks first."""
-    (tmp_path / "limited.py").write_text(_UNTIL_WARNED)
-    job = sbatch(slurm_conf, tmp_path, [PYTHON, str(tmp_path / "limited.py"), str(tmp_path)])
-    wait_for("200 points on every rank", lambda: all(_progress(tmp_path, r) >= 200 for r in range(4)), 120)
-    subprocess.run(["scancel", "--batch", "--signal=USR1", str(job)], env=slurm_env(slurm_conf), check=True)
-    ended = _after_merge_job(slurm_conf, job, tmp_path)
-    assert job_end(ended.run_dir)["cause"] == "time_limit"
-    for rank in range(4):
-        loss = entity(
-            load(ended.run_dir / f"prov_limited_rank{rank}.json"), f"run:rank{rank}.metric.loss.training"
-        )
-        assert loss["yprov:count"] == _done(ended, rank)[0]
+    killed_ns = int((sidecar_killed_job.cwd / "killed_at.txt").read_text())
+    spans = [
+        g
+        for g in report["telemetry_gaps"]
+        if g["node"] == "node2"
+        and g["from_ts_ns"] <= killed_ns + 2_000_000_000
+        and g["to_ts_ns"] >= killed_ns
+    ]
+    assert spans and all(g["from_ts_ns"] < g["to_ts_ns"] and g["reason"] for g in spans), report[
+        "telemetry_gaps"
+    ]
