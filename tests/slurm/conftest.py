@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,42 @@ def restore_node(conf: str, node: str) -> None:
         return out.stdout.strip() == "idle"
 
     wait_for(f"{node} back in service", idle, 60)
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    """A finished job: its id, submit directory, log and run directory."""
+
+    job: int
+    cwd: Path
+    log: str
+    run_dir: Path
+
+
+def progress(cwd: Path, rank: int) -> int:
+    """How many points ``rank`` of a test training script says it has logged (0: none yet)."""
+    text = (cwd / f"progress{rank}.txt").read_text().strip() if (cwd / f"progress{rank}.txt").exists() else ""
+    return int(text) if text else 0
+
+
+# Logs until SIGTERM; the handler (installed after start_run, chained to yprov's) writes how many
+# points it had logged when the signal came, then lets yprov end the run.
+UNTIL_CANCELLED = """
+import os, signal, sys, time, yprov_hpc as prov4ml
+out = sys.argv[1]
+run = prov4ml.start_run("www.example.org", "forever")
+yprov_handler = signal.getsignal(signal.SIGTERM)
+logged = 0
+def on_term(signum, frame):
+    with open(os.path.join(out, f"logged{run.rank}.txt"), "w") as f:
+        f.write(str(logged))
+    yprov_handler(signum, frame)
+signal.signal(signal.SIGTERM, on_term)
+progress = open(os.path.join(out, f"progress{run.rank}.txt"), "w")
+while True:
+    prov4ml.log_metric("loss", 1.0 / (logged + 1), prov4ml.Context.TRAINING, logged)
+    logged += 1
+    if logged % 50 == 0:
+        progress.seek(0); progress.write(f"{logged:10d}"); progress.flush()
+    time.sleep(0.002)
+"""

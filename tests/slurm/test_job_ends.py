@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,28 +16,18 @@ import pytest
 
 from tests.conftest import PYTHON, entity, literal, load
 from tests.slurm.conftest import (
+    UNTIL_CANCELLED,
+    EndedJob,
     job_end,
     job_info,
     merge_job_of,
+    progress,
     run_dir_of,
     sbatch,
     slurm_env,
     wait_for,
     wait_gone,
 )
-
-
-@dataclass(frozen=True)
-class EndedJob:
-    job: int
-    cwd: Path
-    log: str
-    run_dir: Path
-
-
-def _progress(cwd: Path, rank: int) -> int:
-    text = (cwd / f"progress{rank}.txt").read_text().strip() if (cwd / f"progress{rank}.txt").exists() else ""
-    return int(text) if text else 0
 
 
 def _after_merge_job(conf: str, job: int, cwd: Path) -> EndedJob:
@@ -51,36 +40,13 @@ def _after_merge_job(conf: str, job: int, cwd: Path) -> EndedJob:
     return EndedJob(job, cwd, log, run_dir_of(cwd))
 
 
-# Logs until SIGTERM; the handler (installed after start_run, chained to yprov's) writes how many
-# points it had logged when the signal came, then lets yprov end the run.
-_UNTIL_CANCELLED = """
-import os, signal, sys, time, yprov_hpc as prov4ml
-out = sys.argv[1]
-run = prov4ml.start_run("www.example.org", "forever")
-yprov_handler = signal.getsignal(signal.SIGTERM)
-logged = 0
-def on_term(signum, frame):
-    with open(os.path.join(out, f"logged{run.rank}.txt"), "w") as f:
-        f.write(str(logged))
-    yprov_handler(signum, frame)
-signal.signal(signal.SIGTERM, on_term)
-progress = open(os.path.join(out, f"progress{run.rank}.txt"), "w")
-while True:
-    prov4ml.log_metric("loss", 1.0 / (logged + 1), prov4ml.Context.TRAINING, logged)
-    logged += 1
-    if logged % 50 == 0:
-        progress.seek(0); progress.write(f"{logged:10d}"); progress.flush()
-    time.sleep(0.002)
-"""
-
-
 @pytest.fixture(scope="module")
 def cancelled_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
     """A 4-rank job cancelled with scancel once every rank logged 200 points; then merged."""
     cwd = tmp_path_factory.mktemp("cancelled")
-    (cwd / "forever.py").write_text(_UNTIL_CANCELLED)
+    (cwd / "forever.py").write_text(UNTIL_CANCELLED)
     job = sbatch(slurm_conf, cwd, [PYTHON, str(cwd / "forever.py"), str(cwd)])
-    wait_for("200 points on every rank", lambda: all(_progress(cwd, r) >= 200 for r in range(4)), 120)
+    wait_for("200 points on every rank", lambda: all(progress(cwd, r) >= 200 for r in range(4)), 120)
     subprocess.run(["scancel", str(job)], env=slurm_env(slurm_conf), check=True)
     return _after_merge_job(slurm_conf, job, cwd)
 

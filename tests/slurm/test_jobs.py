@@ -4,13 +4,13 @@ script, every rank's document, the collection, one merge, a clean log; mpi4py an
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import PYTHON, ROOT, entity, literal, load
 from tests.slurm.conftest import (
+    EndedJob,
     alarming_lines,
     job_end,
     job_info,
@@ -22,24 +22,16 @@ from tests.slurm.conftest import (
 )
 
 
-@dataclass(frozen=True)
-class FinishedJob:
-    job: int
-    cwd: Path
-    log: str
-    run_dir: Path
-
-
 @pytest.fixture(scope="module")
-def quickstart_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> FinishedJob:
+def quickstart_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
     """One 2-node, 4-rank quickstart job that ends normally, shared by the tests below."""
     cwd = tmp_path_factory.mktemp("quickstart")
     job = sbatch(slurm_conf, cwd, [PYTHON, str(ROOT / "examples" / "quickstart.py"), "--epochs", "2"])
     wait_gone(slurm_conf, job)
-    return FinishedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
+    return EndedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
 
 
-def test_two_node_four_rank_job(quickstart_job: FinishedJob) -> None:
+def test_two_node_four_rank_job(quickstart_job: EndedJob) -> None:
     """sbatch -N2 -n4: four rank documents from two nodes' sidecars, linked by one collection."""
     job, run_dir = quickstart_job.job, quickstart_job.run_dir
     assert run_dir.name == f"job_slurm{job}"
@@ -60,7 +52,7 @@ def test_two_node_four_rank_job(quickstart_job: FinishedJob) -> None:
     assert len(coll["hadMember"]) == 4 and {"run:node.node1", "run:node.node2"} <= set(coll["entity"])
 
 
-def test_second_nodes_sidecar_forwards_to_the_aggregator(quickstart_job: FinishedJob) -> None:
+def test_second_nodes_sidecar_forwards_to_the_aggregator(quickstart_job: EndedJob) -> None:
     """node2's sidecar forwards everything to the aggregator in node1's sidecar (CURVE over tcp)."""
     log, journal = quickstart_job.log, quickstart_job.run_dir / "journal"
     assert sorted(p.name for p in journal.glob("node-*.journal")) == [
@@ -72,37 +64,37 @@ def test_second_nodes_sidecar_forwards_to_the_aggregator(quickstart_job: Finishe
     assert copy.exists() and copy.stat().st_size > 0
 
 
-def test_sidecars_stop_cleanly_after_the_training(quickstart_job: FinishedJob) -> None:
+def test_sidecars_stop_cleanly_after_the_training(quickstart_job: EndedJob) -> None:
     """Both sidecars drain and stop on the script's signal once the training step has ended."""
     assert quickstart_job.log.count("yprov-sidecar INFO stopped:") == 2, quickstart_job.log[-3000:]
 
 
-def test_normal_end_log_has_no_alarming_lines(quickstart_job: FinishedJob) -> None:
+def test_normal_end_log_has_no_alarming_lines(quickstart_job: EndedJob) -> None:
     """A successful job's log has no STEP ... CANCELLED, scancel or srun error lines."""
     assert alarming_lines(quickstart_job.log) == []
 
 
-def test_normal_end_merges_once_in_the_batch_script(quickstart_job: FinishedJob) -> None:
+def test_normal_end_merges_once_in_the_batch_script(quickstart_job: EndedJob) -> None:
     """The batch script's merge is the one merge line of the log."""
     merged = [line for line in quickstart_job.log.splitlines() if line.startswith("merged ")]
     assert len(merged) == 1 and "merged 4 rank(s)" in merged[0], quickstart_job.log[-2000:]
 
 
 @pytest.mark.xfail(strict=True, reason="needs merge.state.json and YPROV_MERGE=job from finalize.py")
-def test_normal_end_writes_the_documents_exactly_once(quickstart_job: FinishedJob) -> None:
+def test_normal_end_writes_the_documents_exactly_once(quickstart_job: EndedJob) -> None:
     """With YPROV_MERGE=job no rank merges: the merge state records one generation."""
     state = json.loads((quickstart_job.run_dir / "journal" / "merge.state.json").read_text())
     assert state["generation"] == 1
 
 
-def test_normal_end_cancels_the_dependent_merge_job(slurm_conf: str, quickstart_job: FinishedJob) -> None:
+def test_normal_end_cancels_the_dependent_merge_job(slurm_conf: str, quickstart_job: EndedJob) -> None:
     """The merge job submitted at the start is cancelled before it ran: it has no log."""
     merge_job = merge_job_of(quickstart_job.log)
     assert job_info(slurm_conf, merge_job).get("JobState") in (None, "CANCELLED")
     assert not (quickstart_job.cwd / f"yprov-merge-{quickstart_job.job}.out").exists()
 
 
-def test_normal_end_records_completed(slurm_conf: str, quickstart_job: FinishedJob) -> None:
+def test_normal_end_records_completed(slurm_conf: str, quickstart_job: EndedJob) -> None:
     """journal/job.end says completed with the training step's exit code, and Slurm agrees."""
     end = job_end(quickstart_job.run_dir)
     assert (end["cause"], end["exit_code"], end["slurm_job_id"]) == ("completed", 0, str(quickstart_job.job))

@@ -11,17 +11,19 @@ import pytest
 
 from tests.conftest import PYTHON, entity, load
 from tests.slurm.conftest import (
+    UNTIL_CANCELLED,
+    EndedJob,
     job_end,
     job_info,
     lose_node,
     merge_job_of,
+    progress,
     restore_node,
     run_dir_of,
     sbatch,
     wait_for,
     wait_gone,
 )
-from tests.slurm.test_job_ends import _UNTIL_CANCELLED, EndedJob, _progress
 
 _SETTLE_S = 2.0  # points logged this long before the loss have surely been journaled
 
@@ -30,12 +32,12 @@ _SETTLE_S = 2.0  # points logged this long before the loss have surely been jour
 def node_lost_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
     """A 4-rank job (not requeued) that loses node2 once every rank logged 200 points."""
     cwd = tmp_path_factory.mktemp("node_lost")
-    (cwd / "forever.py").write_text(_UNTIL_CANCELLED)
+    (cwd / "forever.py").write_text(UNTIL_CANCELLED)
     args = ("--nodes=2", "--ntasks-per-node=2", "--no-requeue")
     job = sbatch(slurm_conf, cwd, [PYTHON, str(cwd / "forever.py"), str(cwd)], sbatch_args=args)
     try:
-        wait_for("200 points on every rank", lambda: all(_progress(cwd, r) >= 200 for r in range(4)), 120)
-        (cwd / "before_loss.txt").write_text(" ".join(str(_progress(cwd, r)) for r in (2, 3)))
+        wait_for("200 points on every rank", lambda: all(progress(cwd, r) >= 200 for r in range(4)), 120)
+        (cwd / "before_loss.txt").write_text(" ".join(str(progress(cwd, r)) for r in (2, 3)))
         time.sleep(_SETTLE_S)
         lose_node(slurm_conf, job, "node2")
         wait_gone(slurm_conf, job)
