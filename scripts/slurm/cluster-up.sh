@@ -11,10 +11,15 @@
 # SlurmdParameters=config_overrides), ProctrackType=proctrack/linuxproc, TaskPlugin=task/none,
 # no accounting. The emulated nodes share this host's hostname, /tmp and file system; yprov-hpc
 # tells them apart by SLURMD_NODENAME. State lives in $YPROV_SLURM_DIR (default /tmp/yprov-slurm).
+#
+# Two such clusters can run side by side with their own YPROV_SLURM_DIR, YPROV_SLURMCTLD_PORT,
+# YPROV_SLURMD_PORT (node i listens on this + i, default 17000) and YPROV_SLURM_FIRST_JOB_ID
+# (the batch script derives tcp ports from the job id, so give the clusters distinct ranges).
 set -euo pipefail
 N=${1:-2}
 STATE=${YPROV_SLURM_DIR:-/tmp/yprov-slurm}
 CPUS=${YPROV_SLURM_CPUS_PER_NODE:-4}
+SLURMD_PORT=${YPROV_SLURMD_PORT:-17000}
 
 if ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
@@ -63,8 +68,9 @@ CONF="$STATE/slurm.conf"
   echo "SlurmdLogFile=$STATE/log/slurmd-%n.log"
   echo "KillWait=10"
   echo "MinJobAge=60"
+  if [ -n "${YPROV_SLURM_FIRST_JOB_ID:-}" ]; then echo "FirstJobId=$YPROV_SLURM_FIRST_JOB_ID"; fi
   for i in $(seq 1 "$N"); do
-    echo "NodeName=node$i NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((17000 + i)) CPUs=$CPUS RealMemory=2000 State=UNKNOWN"
+    echo "NodeName=node$i NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((SLURMD_PORT + i)) CPUs=$CPUS RealMemory=2000 State=UNKNOWN"
   done
   echo "PartitionName=debug Nodes=node[1-$N] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES"
 } > "$CONF"

@@ -91,3 +91,59 @@ def test_local_world_size(env: dict[str, str], expected: int | None) -> None:
     from yprov_hpc.rank.discovery import local_world_size
 
     assert local_world_size(env, 8) == expected
+
+
+def _srun_task(plugin_rank: str, rank: int, local: int, **extra: str) -> dict[str, str]:
+    """A task's variables under ``srun --mpi=...``: Slurm's and its MPI plugin's."""
+    return {
+        "SLURM_JOB_ID": "42",
+        "SLURM_STEP_ID": "1",
+        "SLURM_PROCID": str(rank),
+        "SLURM_LOCALID": str(local),
+        "SLURM_NTASKS": "4",
+        plugin_rank: str(rank),
+        plugin_rank.replace("RANK", "SIZE"): "4",
+        **extra,
+    }
+
+
+def test_srun_pmi2_takes_the_local_rank_from_slurm() -> None:
+    """srun --mpi=pmi2: the second node's ranks 2 and 3 are its local ranks 0 and 1."""
+    places = [discover(env=_srun_task("PMI_RANK", r, r % 2, SLURM_MPI_TYPE="pmi2")) for r in (2, 3)]
+    assert [(p.rank, p.local_rank, p.world_size) for p in places] == [(2, 0, 4), (3, 1, 4)]
+
+
+def test_srun_pmi2_is_recorded_as_srun_with_its_plugin() -> None:
+    """The launcher of an srun --mpi=pmi2 task is srun+pmi2, not mpich."""
+    assert discover(env=_srun_task("PMI_RANK", 3, 1, SLURM_MPI_TYPE="pmi2")).launcher == "srun+pmi2"
+
+
+def test_srun_pmix_takes_the_local_rank_and_plugin_from_slurm() -> None:
+    """srun --mpi=pmix_v4: local rank from SLURM_LOCALID, launcher named after SLURM_MPI_TYPE."""
+    p = discover(env=_srun_task("PMIX_RANK", 3, 1, SLURM_MPI_TYPE="pmix_v4"))
+    assert (p.rank, p.local_rank, p.launcher) == (3, 1, "srun+pmix_v4")
+
+
+def test_srun_pmi_without_slurm_mpi_type_names_the_plugin_by_its_variables() -> None:
+    """Without SLURM_MPI_TYPE, PMI_RANK means srun+pmi2 and PMIX_RANK srun+pmix."""
+    assert discover(env=_srun_task("PMI_RANK", 1, 1)).launcher == "srun+pmi2"
+    assert discover(env=_srun_task("PMIX_RANK", 1, 1)).launcher == "srun+pmix"
+
+
+def test_srun_pmi_records_the_slurm_variables_it_read() -> None:
+    """The launcher variables of an srun+pmi2 rank include SLURM_LOCALID and SLURM_MPI_TYPE."""
+    used = dict(discover(env=_srun_task("PMI_RANK", 3, 1, SLURM_MPI_TYPE="pmi2")).variables)
+    assert (used["SLURM_LOCALID"], used["SLURM_MPI_TYPE"]) == ("1", "pmi2")
+
+
+def test_hydra_rank_matching_its_proxys_slurm_procid_stays_mpich() -> None:
+    """mpiexec (Hydra) under an allocation: a rank equal to its proxy's SLURM_PROCID is still mpich."""
+    env = _srun_task("PMI_RANK", 1, 0, MPI_LOCALRANKID="1")
+    p = discover(env=env)
+    assert (p.rank, p.local_rank, p.launcher) == (1, 1, "mpich")
+
+
+def test_pmi_rank_outside_a_step_is_not_srun() -> None:
+    """PMI variables with a batch shell's SLURM_PROCID but no step id are not Slurm's plugin."""
+    env = {"SLURM_JOB_ID": "9", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "PMI_RANK": "0", "PMI_SIZE": "2"}
+    assert discover(env=env).launcher == "mpich"

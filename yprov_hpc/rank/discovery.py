@@ -4,6 +4,11 @@ The one home of launcher knowledge. Explicit arguments come first, then (in this
 torch.distributed when already initialised, torchrun, Open MPI, MPICH/Hydra PMI, PMIx, Slurm,
 and mpi4py when the program has already imported and initialised it. Nothing here imports
 torch or mpi4py: only modules the program already imported are consulted.
+
+PMI or PMIx variables that Slurm's own MPI plugin set (``srun --mpi=pmi2`` or ``--mpi=pmix``)
+are told apart from those of an ``mpiexec`` (Hydra) by their rank matching ``SLURM_PROCID``
+without Hydra's ``MPI_LOCALRANKID``: those ranks get ``SLURM_LOCALID`` as their local rank and
+the launcher ``srun+<plugin>`` (``SLURM_MPI_TYPE`` when set).
 """
 
 from __future__ import annotations
@@ -50,6 +55,23 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError:
         return None
+
+
+def _slurm_mpi_launcher(env: Mapping[str, str], name: str, rank: int) -> str | None:
+    """``srun+<plugin>`` when the PMI/PMIx rank ``rank`` came from Slurm's MPI plugin, else None.
+
+    Slurm's plugins number tasks as Slurm does (the rank is ``SLURM_PROCID``) and, unlike
+    Hydra, set no ``MPI_LOCALRANKID``. Hydra's ranks under an allocation inherit their proxy's
+    ``SLURM_PROCID`` (the node's index), which matches their rank only by coincidence, and
+    Hydra always sets ``MPI_LOCALRANKID``."""
+    if name not in ("mpich", "pmix") or "MPI_LOCALRANKID" in env or "SLURM_STEP_ID" not in env:
+        return None
+    if _int(env, "SLURM_PROCID") != rank:
+        return None
+    plugin = env.get("SLURM_MPI_TYPE", "").strip()
+    if not plugin or plugin == "none" or not plugin.replace("_", "").isalnum():
+        plugin = "pmi2" if name == "mpich" else "pmix"
+    return f"srun+{plugin}"
 
 
 def _from_torch() -> tuple[int, int] | None:
@@ -130,6 +152,13 @@ def discover(
             found_rank, found_world, found_local = r, w, _int(env, local_var)
             launcher = name
             used = [(v, env[v]) for v in (rank_var, local_var, world_var) if v in env]
+            via_srun = _slurm_mpi_launcher(env, name, r)
+            if via_srun is not None:
+                launcher = via_srun
+                if found_local is None:
+                    found_local = _int(env, "SLURM_LOCALID")
+                slurm_vars = ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_MPI_TYPE")
+                used.extend((v, env[v]) for v in slurm_vars if v in env)
             break
         else:
             mpi_place = _from_mpi4py()
