@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, run_dirs
 
 SLURM_DIR = Path(os.environ.get("YPROV_SLURM_DIR", "/tmp/yprov-slurm"))
 BATCH_SCRIPT = ROOT / "scripts" / "slurm" / "yprov-job.sbatch"
@@ -114,7 +114,7 @@ def merge_job_of(log: str) -> int:
 
 def run_dir_of(cwd: Path) -> Path:
     """The one run directory the batch script made under ``cwd``."""
-    (run_dir,) = (cwd / "prov").iterdir()
+    (run_dir,) = run_dirs(cwd / "prov")
     return run_dir
 
 

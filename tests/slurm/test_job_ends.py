@@ -190,7 +190,6 @@ def test_kill_9_of_one_nodes_sidecar_loses_nothing(sidecar_killed_job: EndedJob)
         )
 
 
-@pytest.mark.xfail(strict=True, reason="needs telemetry gaps from the merge")
 def test_killed_sidecar_is_reported_as_a_telemetry_gap(sidecar_killed_job: EndedJob) -> None:
     """merge_report.json names a gap in node2's telemetry that spans the kill of its sidecar."""
     report = json.loads((sidecar_killed_job.run_dir / "merge_report.json").read_text())

@@ -80,7 +80,6 @@ def test_normal_end_merges_once_in_the_batch_script(quickstart_job: EndedJob) ->
     assert len(merged) == 1 and "merged 4 rank(s)" in merged[0], quickstart_job.log[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="needs merge.state.json and YPROV_MERGE=job from finalize.py")
 def test_normal_end_writes_the_documents_exactly_once(quickstart_job: EndedJob) -> None:
     """With YPROV_MERGE=job no rank merges: the merge state records one generation."""
     state = json.loads((quickstart_job.run_dir / "journal" / "merge.state.json").read_text())

@@ -35,6 +35,7 @@ END_CAUSES = {
     "cancelled": "cancelled",
     "time_limit": "time limit",
     "failed": "failed",
+    "node_fail": "node failure",
 }
 _MARKER_NAME = re.compile(r"^rank(0|[1-9][0-9]{0,6})\.(done|lost)$")
 
