@@ -173,7 +173,10 @@ def _run_page(layout: RunLayout, nodes: dict[str, NodeTelemetry], result: Report
 
 def write_report(run_dir: Path) -> ReportResult:
     """Write report/<node>.md and .html for each node (energy, matplotlib plots), report/index.md
-    (the job's energy table) and report/index.html (the run page, see read/pages.py)."""
+    (the job's energy table) and report/index.html (the run page, see read/pages.py).
+
+    Longer than most functions here because it is the one place that lays the report folder out,
+    in the order a reader sees it; each page's content is built by the helpers above."""
     from yprov_hpc.merge import load_nodes
 
     layout = RunLayout.open(run_dir)
