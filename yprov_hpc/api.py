@@ -95,8 +95,8 @@ def start_run(
 
 def end_run(create_graph: bool = False, create_svg: bool = False) -> RunReport:
     """End the active run: deliver every event, write this rank's done marker, and (on the last
-    rank to end) merge the run into PROV-JSON documents. DOT graphs are always written;
-    ``create_svg`` also renders SVG with Graphviz. Returns where the provenance went."""
+    rank to end) wait for the merge, which runs outside this process. ``create_graph`` asks for
+    DOT graphs, ``create_svg`` also for SVG (Graphviz). Returns where the provenance went."""
     global _active, _ended
     run = _require("end_run")
     try:
