@@ -20,7 +20,7 @@ from typing import Any
 from yprov_hpc.core import config as _config
 from yprov_hpc.core.context import Context
 from yprov_hpc.core.errors import NoActiveRunError, RunAlreadyActiveError
-from yprov_hpc.rank.discovery import discover
+from yprov_hpc.rank.discovery import Placement, discover
 from yprov_hpc.rank.ending import RunReport
 from yprov_hpc.rank.run import Run
 from yprov_hpc.rank.run_ids import choose_run_id
@@ -86,11 +86,35 @@ def start_run(
         }
     )
     placement = discover(rank=rank, world_size=world_size, local_rank=local_rank)
+    if not placement.world_size_known:
+        _warn_world_size_unknown(placement)
     run = Run(cfg, placement, choose_run_id(cfg, placement))
     _active = run
     _ended = False
     _install_hooks(cfg.handle_sigterm)
     return run
+
+
+_warned_world_size = False
+
+
+def _warn_world_size_unknown(placement: Placement) -> None:
+    """Once per process: the launcher gave a rank but no world size (SLURM_PROCID without
+    SLURM_NTASKS, say). The ranks still share one run (their common parent names it), but
+    nobody can tell when the world is complete."""
+    global _warned_world_size
+    if _warned_world_size:
+        return
+    _warned_world_size = True
+    names = ", ".join(name for name, _ in placement.variables) or placement.launcher
+    log.warning(
+        "yprov: rank %d from %s, but no world size: the ranks of this job share one run through "
+        "their parent process; set the world size (SLURM_NTASKS, WORLD_SIZE, or "
+        "start_run(world_size=N)) or one YPROV_RUN_ID for all ranks, so that the run is merged "
+        "once every rank ended",
+        placement.rank,
+        names,
+    )
 
 
 def end_run(create_graph: bool = False, create_svg: bool = False) -> RunReport:

@@ -147,3 +147,16 @@ def test_pmi_rank_outside_a_step_is_not_srun() -> None:
     """PMI variables with a batch shell's SLURM_PROCID but no step id are not Slurm's plugin."""
     env = {"SLURM_JOB_ID": "9", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "PMI_RANK": "0", "PMI_SIZE": "2"}
     assert discover(env=env).launcher == "mpich"
+
+
+def test_a_rank_without_its_world_size_is_not_a_lone_process() -> None:
+    """SLURM_PROCID without SLURM_NTASKS: the world size is marked unknown, and every rank, rank
+    0 included, gets the key of their common parent, so they share one run."""
+    from yprov_hpc.rank.discovery import discover, shared_run_key
+
+    places = [discover(env={"SLURM_PROCID": str(r)}) for r in range(4)]
+    assert [p.world_size_known for p in places] == [False] * 4
+    keys = {shared_run_key(p, env={"SLURM_PROCID": str(p.rank)}) for p in places}
+    assert len(keys) == 1 and next(iter(keys)).startswith("job-")
+    lone = discover(env={})
+    assert lone.world_size_known and shared_run_key(lone, env={}) is None

@@ -35,6 +35,7 @@ class Placement:
     node: str
     launcher: str
     variables: tuple[tuple[str, str], ...]  # the launcher variables that were read
+    world_size_known: bool = True  # False: a rank variable was set without its world size
 
 
 # (launcher, rank var, local rank var, world size var)
@@ -187,6 +188,7 @@ def discover(
         node=node_name(env),
         launcher=launcher,
         variables=tuple(used),
+        world_size_known=found_world is not None or found_rank is None,
     )
 
 
@@ -237,8 +239,8 @@ def shared_run_key(
     if elastic and elastic != "none":  # an elastic restart is a new run
         restart = env.get("TORCHELASTIC_RESTART_COUNT", "0")
         return "torchrun-" + hashlib.sha1(f"{elastic}:{restart}".encode()).hexdigest()[:10]
-    if placement.world_size <= 1:
-        return None
+    if placement.world_size <= 1 and placement.world_size_known:
+        return None  # a lone process (a rank variable without its world size is not lone)
     if proposal is not None:
         agreed = _agree_through_torch_store(placement, proposal)
         if agreed is not None:
