@@ -40,6 +40,7 @@ from .lifetime import Lifetime, final_merge, prewarm_merge
 from .rank_table import RankTable
 from .samplers import NvmlSampler, RaplSampler, Sampler, SamplerThread, SamplerUnavailable, SystemSampler
 from .samplers.rapl import DEFAULT_ROOT as DEFAULT_RAPL_ROOT
+from .status import LiveStatus
 
 log = logging.getLogger("yprov_daemon")
 
@@ -91,6 +92,7 @@ class Sidecar:
         self.ranks = RankTable(s.layout, s.node)
         self.sink = JournalSink(s.layout.node_journal(s.node), "the node journal")
         self.ingest = BatchIngest(self.sink, self._on_batch)
+        self.status = LiveStatus(self.settings.layout, self.settings.node, self.settings.interval_s)
         self.lifetime = Lifetime(s.layout, s.embedded, s.idle_timeout_s)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -142,6 +144,12 @@ class Sidecar:
                 if aggregator is not None and aggregator.socket in ready:
                     aggregator.drain()
                 self._journal_samples()
+                self.status.maybe_write(
+                    time.monotonic(),
+                    self.ingest.stats.events,
+                    self.ingest.stats.not_journaled,
+                    self.ranks.procs,
+                )
                 if self._forwarder is not None:
                     self._forwarder.poll()
                 reason = self.lifetime.check(self.ranks, self.ingest.last_message, time.monotonic())
@@ -158,6 +166,7 @@ class Sidecar:
             sock.close()
             ctx.term()
             s.layout.sidecar_info(s.node).unlink(missing_ok=True)
+            self.status.remove()
             self._report()
         if s.embedded and self.lifetime.ranks_ended:
             final_merge(s.layout, s.node, self.ranks.world_size)
@@ -171,6 +180,7 @@ class Sidecar:
             self._forwarder.submit(header_bytes, body)  # sent now; acked (or resent) later
         byes, procs = self.ranks.byes, self.ranks.procs
         self.ranks.track(header, events)
+        self.status.note_batch(header.rank, events)
         if self.ranks.procs is not procs:  # a rank said hello: measure from its start
             self._sample_now()
         if self.ranks.byes != byes:
@@ -299,6 +309,7 @@ class Sidecar:
             except queue.Empty:
                 break
             events.append((int(Kind.SAMPLE), ts_ns, source, values))
+            self.status.note_sample(ts_ns, source, values)
         if not events:
             return
         run_id = self.settings.layout.root.name.rsplit("_", 1)[-1]

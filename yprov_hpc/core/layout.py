@@ -107,6 +107,10 @@ class RunLayout:
     def sidecar_lock(self, node: str) -> Path:
         return self.journal_dir / f"sidecar-{safe_name(node)}.lock"
 
+    def status_file(self, node: str) -> Path:
+        """The sidecar's live status for ``yprov top`` (not ``sidecar-*.json``: ready files)."""
+        return self.journal_dir / f"status-{safe_name(node)}.json"
+
     def sidecar_log(self, node: str) -> Path:
         return self.journal_dir / f"sidecar-{safe_name(node)}.log"
 

@@ -1,4 +1,5 @@
-"""The ``yprov`` commands that look at finished runs: ``ls``, ``show``, ``compare``, ``export``.
+"""The ``yprov`` commands that look at runs: ``ls``, ``show``, ``compare``, ``export``, and ``top``
+(a running job).
 
 Terminal output is rich tables; ``--json`` prints one JSON document for scripts instead. A path
 that is no run is one line and exit code 2 (``NotARunError`` is a ``YProvError``, which the
@@ -8,19 +9,20 @@ that is no run is one line and exit code 2 (``NotARunError`` is a ``YProvError``
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-__all__ = ["compare", "export", "ls", "register", "show"]
+__all__ = ["compare", "export", "ls", "register", "show", "top"]
 
 _RUN = click.Path(path_type=Path)
 
 
 def register(group: click.Group) -> None:
     """Add these commands to the ``yprov`` group."""
-    for command in (ls, show, compare, export):
+    for command in (ls, show, compare, export, top):
         group.add_command(command)
 
 
@@ -283,3 +285,44 @@ def export_card_command(run_path: Path) -> None:
     from yprov_hpc.read.export_card import export_card
 
     click.echo(str(export_card(run_path)))
+
+
+@click.command()
+@click.argument("run_path", metavar="RUN_DIR", type=_RUN)
+@click.option("--metric", "-m", "metrics", multiple=True, help="A metric to show per rank (repeatable).")
+@click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True, help="Seconds.")
+@click.option("--once", is_flag=True, help="Print one snapshot and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one snapshot as JSON and exit.")
+def top(run_path: Path, metrics: tuple[str, ...], interval: float, once: bool, as_json: bool) -> None:
+    """A running job, refreshing in place: per node the sidecar, events per second, batches not
+    acked, spool bytes and power; per rank whether it is alive, its last step and the latest
+    value of each --metric (default: the first three it logged). Reads the status files the
+    sidecars rewrite every sample interval in RUN_DIR/journal/, so it works from a login node."""
+    import dataclasses
+
+    from yprov_hpc.read.live import read_status, status_table
+
+    if not run_path.is_dir():
+        raise click.UsageError(f"{run_path}: no such directory")
+    nodes = read_status(run_path)
+    if as_json:
+        _emit_json({"nodes": [dataclasses.asdict(n) for n in nodes]})
+        return
+    if not metrics:
+        seen = [m for n in nodes for r in n.ranks.values() for m in r["metrics"]]
+        metrics = tuple(dict.fromkeys(seen))[:3]
+    if once or not sys.stdout.isatty():
+        if not nodes:
+            click.echo(f"{run_path}: no live sidecar status (the job has not started, or ended)")
+            return
+        _console().print(status_table(nodes, metrics))
+        return
+    from rich.live import Live
+
+    with Live(status_table(nodes, metrics), refresh_per_second=4, screen=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(status_table(read_status(run_path), metrics))
+        except KeyboardInterrupt:
+            return
