@@ -1,11 +1,13 @@
 """The sidecar's live status: what ``yprov top`` shows of a running job.
 
-Rewritten (atomically) every sample interval to ``journal/status-<node>.json`` on the run's
-shared directory, so a login node can read it: the sidecar's pid and time, events per second,
-batches it holds without an ack, the ranks' spool bytes, the node's power, and per rank its
-pid, whether it is alive, its last step and the latest value of each metric (the first
-``MAX_METRICS`` names). Only the tail of each batch is looked at (``TAIL_EVENTS``): the cost is
-per batch, not per event, and the file is small.
+Rewritten in place every sample interval to ``journal/status-<node>.json`` on the run's shared
+directory, so a login node can read it. In place, through one descriptor kept open: no new
+directory entry per write, so deleting the run directory never races with it; a reader that
+catches a write half done gets JSON that does not parse, and reads again. It holds the
+sidecar's pid and time, events per second, batches it holds without an ack, the ranks' spool
+bytes, the node's power, and per rank its pid, whether it is alive, its last step and the
+latest value of each metric (the first ``MAX_METRICS`` names). Only the tail of each batch is
+looked at (``TAIL_EVENTS``): the cost is per batch, not per event, and the file is small.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import os
 import time
 from typing import Any
 
-from yprov_hpc.core.atomic import write_json_atomic
+import orjson
+
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.wire.records import Kind
 
@@ -42,6 +45,7 @@ class LiveStatus:
         self._power: dict[str, float] = {}
         self._energy: dict[str, tuple[float, float]] = {}  # RAPL domain -> (time, energy J)
         self.writes = 0
+        self._fd: int | None = None
 
     def note_batch(self, rank: int, events: list[list[Any]]) -> None:
         """The last step and metric values of one journaled batch of ``rank`` (its tail only)."""
@@ -108,15 +112,22 @@ class LiveStatus:
             "power_w": round(sum(self._power.values()), 2) if self._power else None,
             "ranks": ranks,
         }
+        data = orjson.dumps(status)
         try:
-            write_json_atomic(self._path, status)
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))
         except OSError:
-            return False  # a full disk: the journal's problem is reported there; this is a view
+            return False  # a full disk or a deleted directory: reported elsewhere; this is a view
         self.writes += 1
         return True
 
     def remove(self) -> None:
         """At stop: the status file goes with the sidecar (``top`` then says it stopped)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._path.unlink(missing_ok=True)
 
 
