@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, python_env, start
+from tests.conftest import PYTHON, run_example, start
 
 
 def test_a_run_directory_deleted_mid_run_is_reported_not_raised(save_dir: Path) -> None:
@@ -48,14 +47,7 @@ def test_a_disk_that_takes_no_bytes_gives_a_report_not_an_exception(tmp_path: Pa
     the report names the done marker it could not write and how to merge later."""
     script = tmp_path / "full.py"
     script.write_text(_FULL)
-    out = subprocess.run(
-        [PYTHON, str(script), str(tmp_path / "prov")],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_example(tmp_path, PYTHON, str(script), str(tmp_path / "prov"), timeout_s=120)
     lines = out.stdout.splitlines()
     assert lines[0] == "returned finished False"
     assert any("could not write the done marker" in line and "yprov merge" in line for line in lines)

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, entity, load, python_env, start
+from tests.conftest import PYTHON, entity, load, run_example, start
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.core.merge_state import read_merge_state, wait_for_merge
 from yprov_hpc.rank.ending import conclude
@@ -34,14 +34,7 @@ def test_the_merge_runs_outside_the_training_process(tmp_path: Path) -> None:
     never imported into the training process."""
     script = tmp_path / "apart.py"
     script.write_text(_SCRIPT)
-    out = subprocess.run(
-        [PYTHON, str(script), str(tmp_path / "prov")],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_example(tmp_path, PYTHON, str(script), str(tmp_path / "prov"), timeout_s=120)
     assert out.stdout.split("\n")[0] == "True True []"
     # the embedded sidecar merges after the last bye, in its own process
     assert "merging 1 rank(s) (by the sidecar)" in out.stderr and "merged 1 rank(s) in" in out.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import yprov_hpc as prov4ml
-from tests.conftest import PYTHON, entity, literal, load, python_env, run_dirs, start
+from tests.conftest import PYTHON, entity, literal, load, python_env, run_dirs, run_example, start
 
 
 def _sidecar_pid(run_dir: Path) -> int:
@@ -136,14 +136,7 @@ def test_forked_child_logs_on_its_own_stream(tmp_path: Path) -> None:
     """A forked child can log without deadlock; its events join the same rank, the parent's run goes on."""
     script = tmp_path / "fork.py"
     script.write_text(_FORK)
-    out = subprocess.run(
-        [PYTHON, str(script), str(tmp_path / "prov")],
-        env=python_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    out = run_example(tmp_path, PYTHON, str(script), str(tmp_path / "prov"), timeout_s=60)
     assert out.stdout.split() == ["True", "0", "0"]  # nothing spilled: the sidecar served the parent on
     (doc_path,) = (tmp_path / "prov").glob("*/prov_fork_rank0.json")
     doc = load(doc_path)
