@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
 import os
 import threading
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.untrusted import read_small_json
 
 from .rank_table import RankTable
 
@@ -149,11 +149,7 @@ def _merge_mode(layout: RunLayout, world_size: int) -> str:
     """The merge mode the ranks' done markers state ("auto" unless one says otherwise; a marker
     is untrusted: only the known words count)."""
     for rank in range(min(world_size, 64)):  # the ranks of one run share their settings
-        try:
-            with open(layout.done_marker(rank), "rb") as f:
-                data = json.loads(f.read(1 << 16))
-        except (OSError, ValueError):
-            continue
+        data = read_small_json(layout.done_marker(rank))
         mode = data.get("merge") if isinstance(data, dict) else None
         if mode in ("job", "off"):
             return str(mode)

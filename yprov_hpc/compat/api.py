@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yprov_hpc import api as _api
 from yprov_hpc.compat import finals as _finals
@@ -29,8 +29,10 @@ from yprov_hpc.core.errors import (
     MetricValueError,
     NoActiveRunError,
 )
-from yprov_hpc.rank.ending import RunReport
-from yprov_hpc.rank.run import Run
+
+if TYPE_CHECKING:
+    from yprov_hpc.rank.ending import RunReport
+    from yprov_hpc.rank.run import Run
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -213,8 +215,12 @@ def log_metric(
     if _finals.REGISTERED and key in _finals.REGISTERED:
         for point in metric_points(key, value):
             _finals.update(key, point)
+    run = _api._active  # straight to the Run: one frame less on the hot path
     try:
-        _api.log_metric(key, value, context, step)
+        if run is None:
+            _api.log_metric(key, value, context, step)  # raises NoActiveRunError, naming the call
+        else:
+            run.log_metric(key, value, context, step)
     except (MetricValueError, InvalidArgumentError):
         points = metric_points(key, value)
         whole_step = step_of("log_metric", step)

@@ -12,7 +12,6 @@ In mode ``job`` a batch script merges and nobody waits; in mode ``off`` nothing 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from yprov_hpc.core.atomic import write_json_atomic
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.untrusted import read_small_json
 from yprov_hpc.rank.sender import SenderStats
 from yprov_hpc.wire.records import MAX_WORLD_SIZE
 
@@ -51,7 +51,7 @@ RunStatus = str  # "finished" | "failed" | "killed" | "interrupted" | "exited wi
 
 log = logging.getLogger("yprov_hpc")
 
-_MARKER = re.compile(r"rank(\d{1,7})\.(done|lost)")
+_MARKER = re.compile(r"rank(0|[1-9][0-9]{0,6})\.(done|lost)", re.ASCII)
 _MAX_MARKER_BYTES = 1 << 16
 WAIT_SLICE_S = 0.25  # how often the waiting rank checks that its merger is still alive
 
@@ -120,11 +120,7 @@ def ended_ranks(layout: RunLayout) -> Ended:
 
 
 def _marker_world_size(path: Path) -> int:
-    try:
-        with open(path, "rb") as f:
-            data: Any = json.loads(f.read(_MAX_MARKER_BYTES))
-    except (OSError, ValueError):
-        return 0
+    data = read_small_json(path, _MAX_MARKER_BYTES)
     size = data.get("world_size") if isinstance(data, dict) else None
     return size if type(size) is int and 1 <= size <= MAX_WORLD_SIZE else 0
 

@@ -23,6 +23,7 @@ from typing import Any
 from yprov_hpc.core.config import ENV_RUN_ID, Config
 from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.untrusted import read_small_json
 from yprov_hpc.rank.discovery import Placement, shared_run_key
 from yprov_hpc.rank.ending import run_is_complete
 
@@ -85,11 +86,7 @@ def _job_wide(key: str) -> bool:
 
 
 def _read_job(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            data: Any = json.loads(f.read(_MAX_OWNER_BYTES))
-    except (OSError, ValueError):
-        return None
+    data = read_small_json(path, _MAX_OWNER_BYTES)
     job = data.get("job") if isinstance(data, dict) else None
     return job if isinstance(job, str) else None
 

@@ -8,8 +8,8 @@ its socket is bound, so a found ready file means a live endpoint.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.untrusted import read_small_json
 
 log = logging.getLogger("yprov_hpc")
 
@@ -61,17 +62,22 @@ class SidecarInfo:
 
 def read_ready_file(path: Path) -> dict[str, Any] | None:
     """The sidecar's ready file, if it names a live process (pid and start time both match)."""
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    info = read_small_json(path, 1 << 14)
     if not isinstance(info, dict) or not isinstance(info.get("endpoint"), str):
         return None
+    pid, created = info.get("pid"), info.get("pid_create_time")
+    if (
+        type(pid) is not int
+        or pid <= 0
+        or not isinstance(created, (int, float))
+        or not math.isfinite(created)
+    ):
+        return None  # a NaN start time would match any process
     import psutil
 
     try:
-        proc = psutil.Process(int(info["pid"]))
-        if abs(proc.create_time() - float(info["pid_create_time"])) > 0.5:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - float(created)) > 0.5:
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None

@@ -7,7 +7,7 @@ It works from any machine that sees the run directory, a login node included.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any
 
 from yprov_hpc.core.errors import YProvError
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.untrusted import read_small_json
 
 __all__ = ["NodeStatus", "read_status", "status_table"]
 
@@ -38,22 +39,25 @@ class NodeStatus:
 
 
 def _num(value: Any, default: float = 0.0) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else default
 
 
 def _node_status(path: Path, now: float) -> NodeStatus | None:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_STATUS_BYTES + 1)
-        data = json.loads(raw) if len(raw) <= _MAX_STATUS_BYTES else None
-    except (OSError, ValueError):
-        return None
+    data = read_small_json(path, _MAX_STATUS_BYTES)
     if not isinstance(data, dict) or data.get("version") != 1:
         return None
     age = max(0.0, now - _num(data.get("written")))
     ranks: dict[int, dict[str, Any]] = {}
-    for key, rank in (data.get("ranks") or {}).items():
-        if isinstance(key, str) and key.isdigit() and isinstance(rank, dict):
+    claimed = data.get("ranks")
+    for key, rank in (claimed if isinstance(claimed, dict) else {}).items():
+        if (
+            isinstance(key, str)
+            and key.isascii()
+            and key.isdecimal()
+            and len(key) <= 7
+            and isinstance(rank, dict)
+        ):
             raw_metrics = rank.get("metrics")
             metrics: dict[str, Any] = raw_metrics if isinstance(raw_metrics, dict) else {}
             kept = {str(k)[:200]: v for k, v in list(metrics.items())[:64] if isinstance(v, (int, float))}
@@ -63,7 +67,7 @@ def _node_status(path: Path, now: float) -> NodeStatus | None:
                 "last_step": rank.get("last_step") if isinstance(rank.get("last_step"), int) else None,
                 "metrics": kept,
             }
-    pid = data.get("sidecar_pid")
+    pid, power = data.get("sidecar_pid"), _num(data.get("power_w"), math.nan)
     return NodeStatus(
         node=str(data.get("node") or path.stem[len("status-") :])[:200],
         sidecar_pid=pid if isinstance(pid, int) else None,
@@ -73,7 +77,7 @@ def _node_status(path: Path, now: float) -> NodeStatus | None:
         events=int(_num(data.get("events"))),
         not_acked_batches=int(_num(data.get("not_acked_batches"))),
         spool_bytes=int(_num(data.get("spool_bytes"))),
-        power_w=_num(data["power_w"]) if isinstance(data.get("power_w"), (int, float)) else None,
+        power_w=power if math.isfinite(power) else None,
         ranks=ranks,
     )
 
