@@ -1,7 +1,10 @@
 """Sidecar ingest rate: one real sidecar process, pre-encoded batches sent over ipc with a
 window of batches in flight; counts acked events per second (ack = journaled).
 
-    python benchmarks/bench_sidecar_ingest.py [--events 2000000] [--batch 100]
+    python benchmarks/bench_sidecar_ingest.py [--events 2000000] [--batch 100] [--wire blocks|events]
+
+``--wire blocks`` (the default) sends what a rank sends since schema version 3: runs of metric
+events as one block of columns; ``--wire events`` sends version 2 bodies, one array per event.
 
 The client is one Python process; on a 2-core machine the client and the sidecar each get a
 core. The floor is a bare ZeroMQ DEALER->ROUTER echo of the same frames in the same run.
@@ -16,6 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import msgpack
 import zmq
 
 from yprov_hpc.wire.codec import encode_batch
@@ -24,9 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _sidecar import pump, start_sidecar
 
 
-def _frames(n_batches: int, batch: int) -> list[tuple[bytes, bytes]]:
-    events = [(4, 1_780_000_000_000_000_000 + i, "loss", 0.5, "training", i) for i in range(batch)]
-    return [encode_batch("r", 0, "n0", 1, i * batch, events, 0) for i in range(n_batches)]
+def _frames(n_batches: int, batch: int, wire: str) -> list[tuple[bytes, bytes]]:
+    names = ("loss", "accuracy", "lr")
+    events = [(4, 1_780_000_000_000_000_000 + i, names[i % 3], 0.5, "training", i) for i in range(batch)]
+    frames = [encode_batch("r", 0, "n0", 1, i * batch, events, 0) for i in range(n_batches)]
+    if wire == "events":  # version 2: one array per event
+        body = msgpack.packb(events)
+        frames = [(msgpack.packb([2, *msgpack.unpackb(h)[1:]]), body) for h, _ in frames]
+    return frames
 
 
 def _pump(endpoint: str, frames: list[tuple[bytes, bytes]], window: int) -> float:
@@ -65,9 +74,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--window", type=int, default=200)
+    parser.add_argument("--wire", choices=["blocks", "events"], default="blocks")
     args = parser.parse_args()
     n_batches = args.events // args.batch
-    frames = _frames(n_batches, args.batch)
+    frames = _frames(n_batches, args.batch, args.wire)
     run_dir = Path(tempfile.mkdtemp()) / "bench_r1"
     proc, endpoint = start_sidecar(run_dir, "n0")
     dt = _pump(endpoint, frames, args.window)
@@ -80,6 +90,7 @@ def main() -> None:
             {
                 "events": n_batches * args.batch,
                 "batch_events": args.batch,
+                "wire": args.wire,
                 "sidecar_events_per_s": round(n_batches * args.batch / dt),
                 "sidecar_batches_per_s": round(n_batches / dt),
                 "journal_mb": round(journal_mb, 1),

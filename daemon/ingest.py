@@ -26,9 +26,10 @@ from typing import Any
 import zmq
 
 from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.wire.blocks import check_items
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, decode_body, decode_header, encode_ack, encode_nack
 from yprov_hpc.wire.journal import JournalWriter
-from yprov_hpc.wire.records import BatchHeader, check_events
+from yprov_hpc.wire.records import BatchHeader
 
 log = logging.getLogger("yprov_daemon")
 
@@ -278,13 +279,14 @@ class BatchIngest:
         count = array_count(body)
         if count is None:
             return "body is not a msgpack array"
-        if count != header.n_events:
+        if count != header.n_events and (header.version < 3 or count > header.n_events):
+            # since version 3 a metric block is one item for many events: never more items
             return f"body holds {count} events, header says {header.n_events} (refused before decoding)"
         try:
             events = decode_body(body, header)
         except DecodeError as exc:
             return exc.reason
-        reason = check_events(events)
+        reason = check_items(events)
         return events if reason is None else reason
 
     def _malformed(self, reason: str) -> None:

@@ -19,14 +19,13 @@ from typing import Any
 import orjson
 
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.wire.records import Kind
+from yprov_hpc.wire.blocks import tail_metrics
 
 __all__ = ["MAX_METRICS", "STATUS_VERSION", "LiveStatus"]
 
 STATUS_VERSION = 1
 MAX_METRICS = 32  # per rank
 TAIL_EVENTS = 32  # per batch: the latest values, not every one
-_METRIC = int(Kind.METRIC)
 
 
 class LiveStatus:
@@ -57,15 +56,20 @@ class LiveStatus:
                 return
             state = self._ranks[rank] = {"metrics": {}, "last_step": None, "last_ts_ns": 0}
         metrics: dict[str, float] = state["metrics"]
-        for ev in events[-TAIL_EVENTS:]:
-            if ev[0] != _METRIC:
-                continue
-            name, value, step = ev[2], ev[3], ev[5]
-            if name in metrics or len(metrics) < MAX_METRICS:
-                metrics[name] = value
-            if step is not None:
-                state["last_step"] = step
-            state["last_ts_ns"] = max(state["last_ts_ns"], ev[1])
+        tail = tail_metrics(events, TAIL_EVENTS)
+        if not tail.names:
+            return
+        latest = dict(zip(tail.names, tail.values, strict=True))  # C loops: the cost is per batch
+        if len(metrics) + len(latest) <= MAX_METRICS:
+            metrics.update(latest)
+        else:
+            for name, value in latest.items():
+                if name in metrics or len(metrics) < MAX_METRICS:
+                    metrics[name] = value
+        step = next((s for s in reversed(tail.steps) if s is not None), None)
+        if step is not None:
+            state["last_step"] = step
+        state["last_ts_ns"] = max(state["last_ts_ns"], max(tail.ts_ns))
 
     def note_sample(self, ts_ns: int, source: str, values: dict[str, Any]) -> None:
         """The node's power from a sample: GPUs' power, and RAPL energy over time."""

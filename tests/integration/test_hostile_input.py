@@ -72,6 +72,10 @@ def _batch_body(*events: Any) -> bytes:
 HELLO_WORLD_SIZE_STR = _batch_body([11, 1, {"pid": 1234, "world_size": "4"}])
 METRIC_VALUE_STR = _batch_body([4, 1, "loss", "0.5", None, 0])
 STEP_OVER_INT64 = _batch_body([4, 1, "loss", 0.5, None, 2**63])
+# a metric block (schema version 3) claiming one event, with hostile columns
+BLOCK_SHORT_TIMESTAMPS = _batch_body([15, b"\x01\x02", ["loss"], b"\x00" * 8, [None], None])
+BLOCK_NAME_NOT_STR = _batch_body([15, b"\x01" * 8, [[1, 2]], b"\x00" * 8, [None], None])
+BLOCK_TWO_EVENTS_FOR_ONE = _batch_body([15, b"\x01" * 16, ["a", "b"], b"\x00" * 16, [None, None], None])
 EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000_000
 
 
@@ -83,6 +87,9 @@ EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000
         (STEP_OVER_INT64, ("step",)),
         (EMPTY_ARRAYS_10MB, ("holds 10000000 events", "header says 1", "before decoding")),
         (b"\xc1not msgpack", ("not a msgpack array",)),
+        (BLOCK_SHORT_TIMESTAMPS, ("event 0", "timestamps must be 8 bytes")),
+        (BLOCK_NAME_NOT_STR, ("event 0", "names holds an item that is not a str")),
+        (BLOCK_TWO_EVENTS_FOR_ONE, ("holds 2 events", "header says 1")),
     ],
     ids=[
         "hello-world-size-str",
@@ -90,6 +97,9 @@ EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000
         "step-over-int64",
         "10MB-of-empty-arrays",
         "garbage-body",
+        "block-short-timestamps",
+        "block-name-not-str",
+        "block-two-events-for-one",
     ],
 )
 def test_a_bad_batch_is_refused_with_its_reason(

@@ -1,7 +1,8 @@
 """The merge's second stage for one rank: its batches, de-duplicated on (stream, seq), folded
 into summaries' inputs and series columns.
 
-Every event is checked (``decode_event``, with an inline check of the common metric event);
+Every event is checked (``decode_event``, with an inline check of the common metric event, and
+``wire.blocks.read_block`` for a block of metric events, whose columns are folded whole);
 a bad event is skipped, counted and its reason kept (the first few), and the fold goes on. An
 event of a kind this version does not know is counted by kind.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from yprov_hpc.fold.index import Frame, read_batch
 from yprov_hpc.fold.markers import RankMarker
 from yprov_hpc.fold.series import SeriesColumns
+from yprov_hpc.wire.blocks import Block, drop_leading, event_count, read_block
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_NAME_CHARS,
@@ -172,6 +175,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
     value, ts = cols.value.append, cols.ts_ns.append
     metric, low, high, max_name = int(Kind.METRIC), -INT64_MAX - 1, INT64_MAX, MAX_NAME_CHARS
     mark, nan, marks = int(Kind.MARK), math.nan, fold.marks.append
+    block = int(Kind.METRICS)
     n = 0
     last = fold.last_ns
     for i, ev in enumerate(events):
@@ -222,16 +226,33 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
             n += 1
             continue
         try:
+            if type(ev) is list and len(ev) == 6 and ev[0] == block:
+                b = read_block(ev)
+                _fold_block(cols, b)
+                n += len(b.names)
+                last = max(last, max(b.ts_ns))
+                continue
             rec = decode_event(ev)
         except UnknownKind as exc:
             fold.unknown_kinds[exc.kind] = fold.unknown_kinds.get(exc.kind, 0) + 1
             continue
         except EventError as exc:
-            delivery.bad(f"stream {stream:x} seq {seq + i}: {exc.reason}")
+            delivery.bad(f"stream {stream:x} seq {seq + event_count(events[:i])}: {exc.reason}")
             continue
         fold.add(rec)
     fold.events += n
     fold.last_ns = max(fold.last_ns, last)
+
+
+def _fold_block(cols: SeriesColumns, b: Block) -> None:
+    """Append a checked block's columns whole (C loops, no bytecode per event)."""
+    k = len(b.names)
+    cols.kind.extend(repeat("metric", k))
+    cols.name.extend(b.names)
+    cols.context.extend(b.contexts)
+    cols.step.extend(b.steps)
+    cols.value.extend(b.values)
+    cols.ts_ns.extend(b.ts_ns)
 
 
 def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tuple[RankFold, RankDelivery]:
@@ -259,7 +280,7 @@ def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tupl
                 expected = max(expected, end)
                 continue
             delivery.duplicates += skip
-            _fold_events(fold, delivery, events[skip:] if skip else events, stream, fr.seq_start + skip)
+            _fold_events(fold, delivery, drop_leading(events, skip), stream, fr.seq_start + skip)
             delivery.events += fr.n_events - skip
             expected = end
         sent = delivery.done.get("delivery", {}).get("events")

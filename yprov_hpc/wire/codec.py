@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.wire.blocks import event_count, pack_items
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_INFO_ITEMS,
@@ -22,6 +23,7 @@ from yprov_hpc.wire.records import (
     MSG_BATCH,
     MSG_NACK,
     NODE_RANK,
+    REPLY_VERSION,
     SCHEMA_VERSION,
     SUPPORTED_VERSIONS,
     BatchHeader,
@@ -61,7 +63,7 @@ def encode_batch(
     header = msgpack.packb(
         [SCHEMA_VERSION, MSG_BATCH, run_id, rank, node, stream, seq_start, len(events), sent_ts_ns]
     )
-    body = msgpack.packb(events, use_bin_type=True)
+    body = msgpack.packb(pack_items(events), use_bin_type=True)  # metric runs as blocks
     return header, body
 
 
@@ -120,21 +122,24 @@ def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
     obj = _unpack(data, "body", _BODY_LIMITS)
     if not isinstance(obj, list):
         raise DecodeError(f"body is a {type(obj).__name__}, not an array")
-    if len(obj) != header.n_events:
-        raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
+    if header.version < 3:
+        if len(obj) != header.n_events:
+            raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
+    elif len(obj) > header.n_events or event_count(obj) != header.n_events:
+        raise DecodeError(f"body holds {event_count(obj)} events, header says {header.n_events}")
     return obj
 
 
 def encode_ack(stream: int, seq_start: int, n_events: int) -> bytes:
     """Pack the ack of one batch."""
-    packed: bytes = msgpack.packb([SCHEMA_VERSION, MSG_ACK, stream, seq_start, n_events])
+    packed: bytes = msgpack.packb([REPLY_VERSION, MSG_ACK, stream, seq_start, n_events])
     return packed
 
 
 def encode_nack(stream: int, seq_start: int, n_events: int, reason: str) -> bytes:
     """Pack the refusal of one batch (not journaled: it breaks the schema), with the reason."""
     packed: bytes = msgpack.packb(
-        [SCHEMA_VERSION, MSG_NACK, stream, seq_start, n_events, reason[:_MAX_REASON_CHARS]]
+        [REPLY_VERSION, MSG_NACK, stream, seq_start, n_events, reason[:_MAX_REASON_CHARS]]
     )
     return packed
 

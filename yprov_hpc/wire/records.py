@@ -23,14 +23,19 @@ event whose fields have the wrong types or are out of range.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 # Version 2 adds node streams: a batch with rank NODE_RANK carries the sidecar's own events
 # (samples of the node). Version 1 batches always have rank >= 0.
+# Version 3 adds metric blocks (wire.blocks): one body item for a run of metric events, so a
+# body may hold fewer items than the header's n_events. Replies did not change: they keep
+# version 2, which every reader since version 2 accepts.
+REPLY_VERSION = 2
 NODE_RANK = -1
 
 MSG_BATCH = 1
@@ -65,6 +70,7 @@ class Kind(IntEnum):
     BYE = 12
     ENVIRONMENT = 13
     MODEL = 14
+    METRICS = 15  # a block of metric events as columns (wire.blocks), since version 3
 
 
 class RunStart(NamedTuple):
@@ -326,6 +332,8 @@ def decode_event(raw: Any) -> Record:
         raise EventError(f"event kind must be an int, got {kind!r:.60}")
     cls = RECORD_OF_KIND.get(kind)
     if cls is None:
+        if kind == Kind.METRICS:
+            raise EventError("a metric block is many events: wire.blocks.read_block reads it")
         raise UnknownKind(kind)
     if len(raw) != len(cls._fields):
         raise EventError(f"a {Kind(kind).name} event has {len(cls._fields)} fields, got {len(raw)}")
@@ -383,11 +391,12 @@ def decode_event(raw: Any) -> Record:
     return plain
 
 
-def check_events(events: list[Any]) -> str | None:
+def check_events(events: list[Any], read_block: Callable[[Any], Any] | None = None) -> str | None:
     """The reason the first bad event of a batch is bad (with its index), or None if all are good.
 
     The sidecar's check before journaling: metric events (nearly all of them) are checked inline
-    without building records; every other event goes through ``decode_event``."""
+    without building records; a metric block goes to ``read_block`` (``wire.blocks``, which
+    imports this module); every other event goes through ``decode_event``."""
     metric, low, high, max_name = int(Kind.METRIC), -INT64_MAX - 1, INT64_MAX, MAX_NAME_CHARS
     for i, ev in enumerate(events):
         if (
@@ -404,7 +413,10 @@ def check_events(events: list[Any]) -> str | None:
         ):
             continue
         try:
-            decode_event(ev)
+            if read_block is not None and type(ev) is list and ev and ev[0] == Kind.METRICS:
+                read_block(ev)
+            else:
+                decode_event(ev)
         except UnknownKind:
             continue  # a newer writer's kind: journaled as it is, reported by the merge
         except EventError as exc:

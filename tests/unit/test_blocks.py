@@ -1,0 +1,224 @@
+"""Metric blocks (wire.blocks): runs of metric events packed as columns read back exactly, cut
+exactly, and every hostile column is refused with a reason that names it."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.merge import merge_run
+from yprov_hpc.wire.blocks import (
+    MIN_BLOCK_EVENTS,
+    drop_leading,
+    event_count,
+    expand,
+    pack_items,
+    read_block,
+    tail_metrics,
+)
+from yprov_hpc.wire.codec import decode_body, decode_header, encode_batch
+from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.records import Kind
+
+T0 = 1_780_000_000_000_000_000
+METRICS = int(Kind.METRICS)
+
+metric_events = st.tuples(
+    st.just(int(Kind.METRIC)),
+    st.integers(0, 2**63 - 1),
+    st.sampled_from(["loss", "acc", "lr", "ñ-metric"]),
+    st.floats(),
+    st.none() | st.sampled_from(["training", "validation"]),
+    st.none() | st.integers(-(2**63), 2**63 - 1),
+)
+other_events = st.tuples(
+    st.just(int(Kind.MARK)), st.integers(0, 2**62), st.just("epoch"), st.none(), st.integers(0, 9)
+)
+bodies = st.lists(metric_events | other_events, min_size=1, max_size=60)
+
+
+def _same(got: list[Any], sent: list[Any]) -> bool:
+    """Event lists equal, NaN equal to NaN."""
+    if len(got) != len(sent):
+        return False
+    for g, s in zip(got, sent, strict=True):
+        g, s = list(g), list(s)
+        if g[0] == int(Kind.METRIC) and math.isnan(g[3]) and math.isnan(s[3]):
+            g[3] = s[3] = 0.0
+        if g != s:
+            return False
+    return True
+
+
+def _block(n: int = 10, **columns: Any) -> list[Any]:
+    item = pack_items([(int(Kind.METRIC), T0 + i, "loss", float(i), "training", i) for i in range(n)])[0]
+    assert item[0] == METRICS
+    fields = ["kind", "ts", "names", "values", "contexts", "steps"]
+    for name, value in columns.items():
+        item[fields.index(name)] = value
+    return list(item)
+
+
+@given(bodies)
+def test_any_body_round_trips_through_blocks(events: list[tuple[Any, ...]]) -> None:
+    """Metric runs become blocks, other events stay; decoding and expanding gives the events back."""
+    header, body = encode_batch("r", 0, "n", 1, 0, events, 0)
+    items = decode_body(body, decode_header(header))
+    assert event_count(items) == len(events)
+    assert _same(expand(items), [list(e) for e in events])
+
+
+@given(bodies, st.integers(0, 70))
+def test_dropping_leading_events_cuts_blocks_exactly(events: list[tuple[Any, ...]], k: int) -> None:
+    """What another copy already delivered is cut event by event, inside a block too."""
+    items = msgpack.unpackb(msgpack.packb(pack_items(events)))
+    rest = drop_leading(items, k)
+    assert event_count(rest) == max(0, len(events) - k)
+    assert _same(expand(rest), [list(e) for e in events[k:]])
+
+
+@given(bodies, st.integers(1, 40))
+def test_the_tail_of_a_body_is_its_last_metric_events(events: list[tuple[Any, ...]], k: int) -> None:
+    """The live view's tail reads the same last metric events from blocks as from single events."""
+    items = msgpack.unpackb(msgpack.packb(pack_items(events)))
+    want = [list(e) for e in events if e[0] == int(Kind.METRIC)][-k:]
+    tail = tail_metrics(items, k)
+    got = [
+        [int(Kind.METRIC), t, n, v, c, s]
+        for t, n, v, c, s in zip(
+            tail.ts_ns, tail.names, tail.values, [w[4] for w in want], tail.steps, strict=True
+        )
+    ]
+    assert _same(got, want)
+
+
+def test_short_runs_and_non_float_values_stay_single_events() -> None:
+    """Fewer than MIN_BLOCK_EVENTS metrics, or an int value, are not packed into a block."""
+    short = [(int(Kind.METRIC), T0, "a", 1.0, None, None)] * (MIN_BLOCK_EVENTS - 1)
+    assert pack_items(short) == short
+    with_int = [(int(Kind.METRIC), T0, "a", 1.0, None, None)] * 20 + [
+        (int(Kind.METRIC), T0, "a", 1, None, None)
+    ]
+    assert all(item[0] == int(Kind.METRIC) for item in pack_items(with_int))
+
+
+def test_a_bad_event_is_never_packed_with_good_ones() -> None:
+    """An event the reader would refuse (empty name) keeps the run as single events, so only it
+    is refused later."""
+    events = [(int(Kind.METRIC), T0 + i, "loss", 1.0, None, i) for i in range(20)]
+    events[7] = (int(Kind.METRIC), T0, "", 1.0, None, 7)
+    assert all(item[0] == int(Kind.METRIC) for item in pack_items(events))
+
+
+@pytest.mark.parametrize(
+    ("columns", "words"),
+    [
+        ({"ts": b"\x00" * 7}, "timestamps must be 80 bytes"),
+        ({"ts": struct.pack("<10q", *([-1] * 10))}, "timestamps must be >= 0"),
+        ({"ts": [T0] * 10}, "timestamps must be 80 bytes"),
+        ({"names": []}, "names must be a non-empty array"),
+        ({"names": "loss"}, "names must be a non-empty array"),
+        ({"names": ["loss"] * 9 + [""]}, "names: '' is not a str"),
+        ({"names": ["loss"] * 9 + ["x" * 1025]}, "is not a str of 1 to 1024 chars"),
+        ({"names": ["loss"] * 9 + [7]}, "names: 7 is not a str"),
+        ({"names": ["loss"] * 9 + [[1]]}, "names holds an item that is not a str"),
+        ({"values": b"\x00" * 81}, "values must be 80 bytes"),
+        ({"values": [1.0] * 10}, "values must be 80 bytes"),
+        ({"contexts": [None] * 9}, "contexts must be an array of 10 items"),
+        ({"contexts": [None] * 9 + [3]}, "contexts: 3 is not a str"),
+        ({"steps": b"\x00" * 8}, "steps must be 80 bytes"),
+        ({"steps": [1.5] * 10}, "steps must be nil, 80 bytes or an array"),
+        ({"steps": [None] * 9 + [2**63]}, "steps must be int64"),
+        ({"kind": int(Kind.METRIC)}, "a metric block is an array of 6 items"),
+    ],
+)
+def test_a_hostile_block_is_refused_naming_the_column(columns: dict[str, Any], words: str) -> None:
+    """Every column of a block is checked against its count and type; the reason names it."""
+    from yprov_hpc.wire.records import EventError
+
+    with pytest.raises(EventError, match=words.replace("(", r"\(").replace("[", r"\[")):
+        read_block(_block(**columns))
+
+
+def test_a_good_block_reads_back_its_columns() -> None:
+    """A block's columns come back as the events' own values, steps with their gaps."""
+    events = [
+        (int(Kind.METRIC), T0 + i, f"m{i % 3}", i / 3, None if i % 2 else "training", i if i % 4 else None)
+        for i in range(12)
+    ]
+    block = read_block(msgpack.unpackb(msgpack.packb(pack_items(events)))[0])
+    assert list(block.ts_ns) == [e[1] for e in events]
+    assert block.names == [e[2] for e in events] and list(block.values) == [e[3] for e in events]
+    assert block.contexts == [e[4] for e in events] and block.steps == [e[5] for e in events]
+
+
+def test_version_rules_for_item_counts() -> None:
+    """A version 2 body needs one item per event; a version 3 body may hold blocks, and its
+    events must add up to the header's count exactly."""
+    events = [(int(Kind.METRIC), T0 + i, "loss", 1.0, None, i) for i in range(20)]
+    header, body = encode_batch("r", 0, "n", 1, 0, events, 0)
+    v2 = msgpack.packb([2, *msgpack.unpackb(header)[1:]])
+    with pytest.raises(DecodeError, match="body has 1 events, header says 20"):
+        decode_body(body, decode_header(v2))
+    short = msgpack.packb([3, *msgpack.unpackb(header)[1:7], 21, 0])
+    with pytest.raises(DecodeError, match="holds 20 events, header says 21"):
+        decode_body(body, decode_header(short))
+
+
+def _journal(root: Path, frames: list[tuple[bytes, bytes]]) -> None:
+    (root / "journal").mkdir(parents=True)
+    writer = JournalWriter(root / "journal" / "node-0.journal")
+    for h, b in frames:
+        writer.append(h, b)
+    writer.close()
+
+
+def test_the_merge_of_blocks_equals_the_merge_of_single_events(tmp_path: Path) -> None:
+    """The same events sent as blocks (version 3) or one by one (version 2) merge to the same
+    series file and rank document."""
+    start = (
+        int(Kind.RUN_START),
+        T0,
+        {
+            "run_id": "r1",
+            "namespace": "http://x.org/",
+            "experiment": "e",
+            "rank": 0,
+            "world_size": 1,
+            "node": "n0",
+        },
+    )
+    metrics = [
+        (int(Kind.METRIC), T0 + 1 + i, ("loss", "acc")[i % 2], 1 / (i + 1), "training", i // 2)
+        for i in range(500)
+    ]
+    end = (int(Kind.RUN_END), T0 + 10**9, "finished", {})
+    events = [start, *metrics, end]
+    as_blocks, one_by_one = [], []
+    for s in range(0, len(events), 100):
+        chunk = events[s : s + 100]
+        header, body = encode_batch("r1", 0, "n0", 5, s, chunk, T0)
+        as_blocks.append((header, body))
+        assert len(chunk) < 10 or len(msgpack.unpackb(body)) < len(chunk)  # blocks were made
+        v2 = msgpack.packb([2, *msgpack.unpackb(header)[1:]])
+        one_by_one.append((v2, msgpack.packb(chunk)))
+    _journal(tmp_path / "a" / "e_r1", as_blocks)
+    _journal(tmp_path / "b" / "e_r1", one_by_one)
+    for root in (tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"):
+        merge_run(root, create_svg=False)
+    a, b = tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"
+    assert (a / "metrics" / "rank0.parquet").read_bytes() == (b / "metrics" / "rank0.parquet").read_bytes()
+    doc_a, doc_b = (
+        json.loads((a / "prov_e_rank0.json").read_text()),
+        json.loads((b / "prov_e_rank0.json").read_text()),
+    )
+    assert doc_a["entity"] == doc_b["entity"]

@@ -1,0 +1,301 @@
+"""Metric blocks: a run of metric events packed as columns, one body item for many events.
+
+Since schema version 3 a batch body item may be a *block* instead of one event:
+
+``[Kind.METRICS, ts_ns, names, values, contexts, steps]``
+
+- ``ts_ns``: ``bin``, n little-endian int64 (each >= 0);
+- ``names``: array of n str (1..MAX_NAME_CHARS chars);
+- ``values``: ``bin``, n little-endian float64 (NaN and inf kept);
+- ``contexts``: array of n items, each nil or a str (1..MAX_NAME_CHARS chars);
+- ``steps``: nil (no event has a step), ``bin`` of n little-endian int64, or an array of n items,
+  each nil or an int64.
+
+A block of n events stands for the metric events ``seq .. seq + n - 1`` in body order, exactly as
+n ``Kind.METRIC`` items would: the header's ``n_events`` counts events, not body items. Packing and
+checking columns costs a fraction of per-event arrays, on the rank's sender thread (C loops:
+``zip``, ``array``), in the sidecar's check and in the merge's fold.
+
+Everything here reads untrusted bytes: ``read_block`` checks every column and raises
+``EventError`` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from yprov_hpc.wire.records import INT64_MAX, MAX_NAME_CHARS, EventError, Kind, check_events
+
+__all__ = [
+    "MIN_BLOCK_EVENTS",
+    "Block",
+    "Tail",
+    "check_items",
+    "drop_leading",
+    "event_count",
+    "expand",
+    "pack_items",
+    "read_block",
+    "tail_metrics",
+]
+
+# shorter runs of metric events stay single events: a block's fixed cost is not worth it below
+MIN_BLOCK_EVENTS = 8
+_METRIC = int(Kind.METRIC)
+_METRICS = int(Kind.METRICS)
+_BIG_ENDIAN = sys.byteorder == "big"
+_kind_of = itemgetter(0)
+_NONE_TYPE = type(None)
+_STEP_TYPES = frozenset({int, _NONE_TYPE})
+
+
+class Block(NamedTuple):
+    """A checked block's columns, one item per event."""
+
+    ts_ns: array[int]
+    names: list[str]
+    values: array[float]
+    contexts: list[str | None]
+    steps: list[int | None]
+
+
+def _int64_bytes(values: Any) -> bytes:
+    arr = array("q", values)
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _float64_bytes(values: Any) -> bytes:
+    arr = array("d", values)
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
+
+
+def _block(events: Sequence[Any]) -> list[Any] | None:
+    """One block of metric event tuples, or None if they do not make a block its reader accepts
+    (the caller then sends them as single events, each checked on its own: nothing is coerced,
+    and one bad event never takes good ones down with it)."""
+    try:
+        _, ts, names, values, contexts, steps = zip(*events, strict=False)  # lengths are checked below
+        if set(map(type, values)) != {float} or min(ts) < 0:  # array("d") would coerce an int
+            return None
+        _check_names(names, len(names), "names", optional=False)
+        _check_names(contexts, len(names), "contexts", optional=True)
+        ts_bytes = _int64_bytes(ts)
+        if steps.count(None) == len(steps):
+            step_col: Any = None
+        elif None in steps:
+            step_col = _steps(list(steps), len(steps))  # the reader's own check
+        else:
+            step_col = _int64_bytes(steps)
+        return [_METRICS, ts_bytes, list(names), _float64_bytes(values), list(contexts), step_col]
+    except (TypeError, ValueError, OverflowError):  # EventError is a ValueError
+        return None
+
+
+def pack_items(events: Sequence[Any]) -> Sequence[Any]:
+    """The body items for ``events`` (tuples laid out as records): runs of at least
+    ``MIN_BLOCK_EVENTS`` metric events become blocks, every other event stays as it is."""
+    n = len(events)
+    if n < MIN_BLOCK_EVENTS:
+        return events
+    kinds = list(map(_kind_of, events))
+    if kinds.count(_METRIC) == n:  # the common case: nothing but metrics
+        block = _block(events)
+        return events if block is None else [block]
+    items: list[Any] = []
+    start = 0
+    while start < n:
+        if kinds[start] != _METRIC:
+            items.append(events[start])
+            start += 1
+            continue
+        end = start
+        while end < n and kinds[end] == _METRIC:
+            end += 1
+        run = events[start:end]
+        block = _block(run) if end - start >= MIN_BLOCK_EVENTS else None
+        if block is None:
+            items.extend(run)
+        else:
+            items.append(block)
+        start = end
+    return items
+
+
+def _column(data: Any, n: int, code: str, what: str) -> array[Any]:
+    if type(data) is not bytes or len(data) != 8 * n:
+        raise EventError(f"metric block {what} must be {8 * n} bytes (n={n}), got {type(data).__name__}")
+    arr = array(code)
+    arr.frombytes(data)
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr
+
+
+def _check_names(values: Any, n: int, what: str, *, optional: bool) -> None:
+    if (type(values) is not list and type(values) is not tuple) or len(values) != n:
+        raise EventError(f"metric block {what} must be an array of {n} items")
+    try:
+        distinct = set(values)
+    except TypeError:  # an unhashable item: certainly not a str
+        raise EventError(f"metric block {what} holds an item that is not a str") from None
+    for s in distinct:
+        if type(s) is str and 0 < len(s) <= MAX_NAME_CHARS:
+            continue
+        if optional and s is None:
+            continue
+        raise EventError(f"metric block {what}: {s!r:.60} is not a str of 1 to {MAX_NAME_CHARS} chars")
+
+
+def _steps(data: Any, n: int) -> list[int | None]:
+    if data is None:
+        return list(repeat(None, n))
+    if type(data) is bytes:
+        return _column(data, n, "q", "steps").tolist()
+    if type(data) is not list or len(data) != n or not set(map(type, data)) <= _STEP_TYPES:
+        raise EventError(f"metric block steps must be nil, {8 * n} bytes or an array of {n} ints or nils")
+    ints = [s for s in data if s is not None]
+    if ints and (min(ints) < -INT64_MAX - 1 or max(ints) > INT64_MAX):
+        raise EventError("metric block steps must be int64")
+    return data
+
+
+def read_block(raw: Any) -> Block:
+    """The checked columns of one block item (``EventError`` naming what is wrong)."""
+    if type(raw) is not list or len(raw) != 6 or raw[0] != _METRICS:
+        raise EventError(f"a metric block is an array of 6 items, got {raw!r:.60}")
+    names = raw[2]
+    n = len(names) if type(names) is list else 0
+    if n < 1:
+        raise EventError("metric block names must be a non-empty array")
+    ts = _column(raw[1], n, "q", "timestamps")
+    if min(ts) < 0:
+        raise EventError("metric block timestamps must be >= 0")
+    _check_names(names, n, "names", optional=False)
+    values = _column(raw[3], n, "d", "values")
+    _check_names(raw[4], n, "contexts", optional=True)
+    return Block(ts, names, values, raw[4], _steps(raw[5], n))
+
+
+def _size(item: Any) -> int:
+    """Events one body item stands for (a bad block whose names are no array counts one:
+    ``read_block`` refuses it anyway)."""
+    if type(item) is list and len(item) == 6 and item[0] == _METRICS and type(item[2]) is list:
+        return max(1, len(item[2]))
+    return 1
+
+
+def event_count(items: list[Any]) -> int:
+    """Events a body's items stand for: a block counts its events, anything else one."""
+    return sum(map(_size, items))
+
+
+def drop_leading(items: list[Any], k: int) -> list[Any]:
+    """``items`` without their first ``k`` events (a block is cut inside, column by column): the
+    part of a batch that another copy already delivered."""
+    if k <= 0:
+        return items
+    seen = 0
+    for i, item in enumerate(items):
+        size = _size(item)
+        if seen + size <= k:
+            seen += size
+            continue
+        rest = items[i + 1 :]
+        if seen == k:
+            return [item, *rest]
+        try:
+            block = read_block(item)
+        except EventError:
+            return rest  # a bad block is bad wherever it is cut: dropped with the duplicates
+        return [_cut(block, k - seen), *rest]
+    return []
+
+
+class Tail(NamedTuple):
+    """The last metric events of a body, as columns (oldest first)."""
+
+    names: list[str]
+    values: list[float]
+    steps: list[int | None]
+    ts_ns: list[int]
+
+
+def tail_metrics(items: list[Any], k: int) -> Tail:
+    """The last ``k`` metric events of a body that was already checked (what a live view shows),
+    read from the ends of the blocks' columns only."""
+    chunks: list[tuple[list[Any], list[Any], list[Any], list[Any]]] = []
+    got = 0
+    for item in reversed(items):
+        if got >= k:
+            break
+        if type(item) is list and len(item) == 6 and item[0] == _METRICS:
+            m = min(k - got, len(item[2]))
+            steps = item[5]
+            if type(steps) is bytes:
+                steps = _column(steps[-8 * m :], m, "q", "steps").tolist()
+            elif steps is None:
+                steps = [None] * m
+            else:
+                steps = steps[-m:]
+            values = _column(item[3][-8 * m :], m, "d", "values").tolist()
+            ts = _column(item[1][-8 * m :], m, "q", "timestamps").tolist()
+            chunks.append((item[2][-m:], values, steps, ts))
+            got += m
+        elif item[0] == _METRIC:
+            chunks.append(([item[2]], [item[3]], [item[5]], [item[1]]))
+            got += 1
+    tail = Tail([], [], [], [])
+    for names, values, steps, ts in reversed(chunks):
+        tail.names.extend(names)
+        tail.values.extend(values)
+        tail.steps.extend(steps)
+        tail.ts_ns.extend(ts)
+    return tail
+
+
+def _cut(block: Block, k: int) -> list[Any]:
+    steps = block.steps[k:]
+    step_col: Any = list(steps) if None in steps else _int64_bytes(steps)
+    return [
+        _METRICS,
+        _int64_bytes(block.ts_ns[k:]),
+        block.names[k:],
+        _float64_bytes(block.values[k:]),
+        block.contexts[k:],
+        step_col,
+    ]
+
+
+def expand(items: list[Any]) -> list[Any]:
+    """The body as single events (blocks turned back into metric event arrays); a bad block is
+    left as it is, for the reader's own check to report."""
+    out: list[Any] = []
+    for item in items:
+        if type(item) is list and len(item) == 6 and item[0] == _METRICS:
+            try:
+                b = read_block(item)
+            except EventError:
+                out.append(item)
+                continue
+            out.extend(
+                [_METRIC, t, name, v, c, s]
+                for t, name, v, c, s in zip(b.ts_ns, b.names, b.values, b.contexts, b.steps, strict=True)
+            )
+        else:
+            out.append(item)
+    return out
+
+
+def check_items(items: list[Any]) -> str | None:
+    """The reason the first bad item of a body is bad, or None: ``records.check_events`` with
+    blocks read by ``read_block``."""
+    return check_events(items, read_block)
