@@ -78,38 +78,56 @@ def _float64_bytes(values: Any) -> bytes:
     return arr.tobytes()
 
 
-def _block(events: Sequence[Any]) -> list[Any] | None:
+def _block(
+    events: Sequence[Any], trusted: bool, columns: list[tuple[Any, ...]] | None = None
+) -> list[Any] | None:
     """One block of metric event tuples, or None if they do not make a block its reader accepts
     (the caller then sends them as single events, each checked on its own: nothing is coerced,
-    and one bad event never takes good ones down with it)."""
+    and one bad event never takes good ones down with it). ``trusted``: every field was checked
+    when the event was made (``Run.log_metric``); only the column types are left to ``array``."""
     try:
-        _, ts, names, values, contexts, steps = zip(*events, strict=False)  # lengths are checked below
-        if set(map(type, values)) != {float} or min(ts) < 0:  # array("d") would coerce an int
-            return None
-        _check_names(names, len(names), "names", optional=False)
-        _check_names(contexts, len(names), "contexts", optional=True)
-        ts_bytes = _int64_bytes(ts)
-        if steps.count(None) == len(steps):
-            step_col: Any = None
-        elif None in steps:
-            step_col = _steps(list(steps), len(steps))  # the reader's own check
-        else:
-            step_col = _int64_bytes(steps)
-        return [_METRICS, ts_bytes, list(names), _float64_bytes(values), list(contexts), step_col]
+        cols = columns or list(zip(*events, strict=False))
+        _, ts, names, values, contexts, steps = cols  # 6 columns, each as long as the shortest event
+        if not trusted:
+            if set(map(type, values)) != {float} or min(ts) < 0:  # array("d") would coerce an int
+                return None
+            _check_names(names, len(names), "names", optional=False)
+            _check_names(contexts, len(names), "contexts", optional=True)
+        return [
+            _METRICS,
+            _int64_bytes(ts),
+            names,
+            _float64_bytes(values),
+            contexts,
+            _step_column(steps, trusted),
+        ]
     except (TypeError, ValueError, OverflowError):  # EventError is a ValueError
         return None
 
 
-def pack_items(events: Sequence[Any]) -> Sequence[Any]:
+def _step_column(steps: tuple[Any, ...], trusted: bool) -> Any:
+    if steps[0] is not None:
+        try:
+            return _int64_bytes(steps)  # every step given (the common case)
+        except TypeError:  # a None further on
+            pass
+    if steps.count(None) == len(steps):
+        return None
+    return list(steps) if trusted else _steps(list(steps), len(steps))
+
+
+def pack_items(events: Sequence[Any], *, trusted: bool = False) -> Sequence[Any]:
     """The body items for ``events`` (tuples laid out as records): runs of at least
-    ``MIN_BLOCK_EVENTS`` metric events become blocks, every other event stays as it is."""
+    ``MIN_BLOCK_EVENTS`` metric events become blocks, every other event stays as it is.
+    ``trusted``: the events come from the rank's own checked verbs (see ``_block``)."""
     n = len(events)
     if n < MIN_BLOCK_EVENTS:
         return events
-    kinds = list(map(_kind_of, events))
-    if kinds.count(_METRIC) == n:  # the common case: nothing but metrics
-        block = _block(events)
+    cols = list(zip(*events, strict=False))
+    if len(cols) == 6 and cols[0].count(_METRIC) == n:  # the common case: nothing but metrics
+        block = _block(events, trusted, cols)
         return events if block is None else [block]
+    kinds = list(map(_kind_of, events))
     items: list[Any] = []
     start = 0
     while start < n:
@@ -121,7 +139,7 @@ def pack_items(events: Sequence[Any]) -> Sequence[Any]:
         while end < n and kinds[end] == _METRIC:
             end += 1
         run = events[start:end]
-        block = _block(run) if end - start >= MIN_BLOCK_EVENTS else None
+        block = _block(run, trusted) if end - start >= MIN_BLOCK_EVENTS else None
         if block is None:
             items.extend(run)
         else:

@@ -58,12 +58,14 @@ def encode_batch(
     seq_start: int,
     events: Sequence[Event],
     sent_ts_ns: int,
+    *,
+    trusted: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Pack a batch into its (header, body) frames."""
+    """Pack a batch into its (header, body) frames (``trusted``: see ``blocks.pack_items``)."""
     header = msgpack.packb(
         [SCHEMA_VERSION, MSG_BATCH, run_id, rank, node, stream, seq_start, len(events), sent_ts_ns]
     )
-    body = msgpack.packb(pack_items(events), use_bin_type=True)  # metric runs as blocks
+    body = msgpack.packb(pack_items(events, trusted=trusted), use_bin_type=True)  # metric runs as blocks
     return header, body
 
 
