@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from yprov_hpc.core.proc import create_time
+
 __all__ = ["Placement", "discover", "shared_run_key"]
 
 
@@ -245,12 +247,7 @@ def shared_run_key(
         agreed = _agree_through_torch_store(placement, proposal)
         if agreed is not None:
             return agreed
-    import psutil
-
     ppid = os.getppid()
-    try:
-        started = psutil.Process(ppid).create_time()
-    except psutil.Error:
-        started = 0.0
+    started = create_time(ppid) or 0.0
     digest = hashlib.sha1(f"{node_name(env)}:{ppid}:{started:.3f}".encode()).hexdigest()[:10]
     return f"job-{digest}"

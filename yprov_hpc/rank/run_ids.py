@@ -23,6 +23,7 @@ from typing import Any
 from yprov_hpc.core.config import ENV_RUN_ID, Config
 from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.core.proc import create_time
 from yprov_hpc.core.untrusted import read_small_json
 from yprov_hpc.rank.discovery import Placement, shared_run_key
 from yprov_hpc.rank.ending import run_is_complete
@@ -72,12 +73,7 @@ def owner_key(placement: Placement, env: Mapping[str, str] | None = None) -> str
     key = shared_run_key(placement, env=environ)
     if key is not None:
         return key
-    import psutil
-
-    try:
-        started = psutil.Process().create_time()
-    except psutil.Error:
-        started = time.time()
+    started = create_time(os.getpid()) or time.time()  # /proc: no psutil import at start_run
     return f"process {placement.node}:{os.getpid()}:{started:.2f}"
 
 
