@@ -1,6 +1,10 @@
 """What a training loop pays for logging: wall time added per logged event, and the sender's cost.
 
-    python benchmarks/bench_loop.py [--steps 100000] [--rounds 5]
+    python benchmarks/bench_loop.py [--steps 100000] [--rounds 5] [--tree OTHER_CHECKOUT]
+
+``--tree`` runs the logging modes a second time in each round with another checkout first on
+``PYTHONPATH`` (e.g. a worktree of an older commit, with a ``yprov_daemon -> daemon`` link):
+a before/after in the same run, against the same floor runs.
 
 Each step is a 64x64 ``torch.mm`` (torch on one thread) plus, in the logging modes, one
 ``log_metric``. The floor is the same loop without logging. Modes run round-robin, each in a
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -112,10 +117,11 @@ print(json.dumps(out))
 MODES = ["floor", "yprov-hpc"]
 
 
-def run_mode(mode: str, steps: int) -> dict[str, Any]:
+def run_mode(mode: str, steps: int, tree: str | None = None) -> dict[str, Any]:
     code = _CHILD.format(mode=mode, steps=steps)
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(), env=env
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} failed: {proc.stderr.strip()[-2000:]}")
@@ -123,7 +129,7 @@ def run_mode(mode: str, steps: int) -> dict[str, Any]:
     return result
 
 
-def per_event(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[str, float]:
+def per_event(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[str, Any]:
     """Medians over rounds; each round's logging run is compared with that round's floor."""
     half = steps // 2
     keys = ("steady", "whole", "cpu", "startup_cpu", "start", "pack", "end", "batch")
@@ -167,19 +173,29 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tree", help="another checkout to measure in the same rounds")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from _stats import machine
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    other: list[dict[str, Any]] = []
     paired: list[float] = []
+    other_paired: list[float] = []
     for _ in range(args.rounds):
         for mode in MODES:
             runs[mode].append(run_mode(mode, args.steps))
         paired.append(run_mode("paired", args.steps)["paired_us_per_event"])
+        if args.tree:
+            other.append(run_mode("yprov-hpc", args.steps, args.tree))
+            other_paired.append(run_mode("paired", args.steps, args.tree)["paired_us_per_event"])
     summary = per_event(runs, args.steps)
     summary["steady_paired_us_per_event"] = statistics.median(paired)
     summary["steady_paired_us_per_event_each_round"] = paired
+    if args.tree:
+        theirs = per_event({"floor": runs["floor"], "yprov-hpc": other}, args.steps)
+        theirs["steady_paired_us_per_event"] = statistics.median(other_paired)
+        summary["tree"] = {"path": args.tree, **theirs}
     print(json.dumps({"machine": machine(), "steps": args.steps, "rounds": args.rounds, **summary}, indent=2))
 
 

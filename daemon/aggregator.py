@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.core.keys import client_keys, keys_dir, server_keys
@@ -47,6 +45,8 @@ class AggregatorEndpoint:
 
     def __init__(self, ctx: zmq.Context[Any], layout: RunLayout, endpoint: str) -> None:
         self.layout = layout
+        from zmq.auth.thread import ThreadAuthenticator  # asyncio and threads: only an aggregator
+
         self.auth = ThreadAuthenticator(ctx)
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(keys_dir(layout) / "clients"))

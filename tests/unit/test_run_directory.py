@@ -64,12 +64,13 @@ def test_a_save_dir_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> Non
 
 _UNWRITABLE = """
 import os, sys, yprov_hpc as prov4ml
+start_run, ConfigError = prov4ml.start_run, prov4ml.ConfigError  # loaded before the stdlib may be unreadable
 if os.geteuid() == 0:
     os.setgid(65534)
     os.setuid(65534)  # root writes anywhere: become nobody to meet a permission error
 try:
-    prov4ml.start_run("www.example.org", "x", sys.argv[1], sidecar="off", handle_sigterm=False)
-except prov4ml.ConfigError as exc:
+    start_run("www.example.org", "x", sys.argv[1], sidecar="off", handle_sigterm=False)
+except ConfigError as exc:
     print("ConfigError:", exc.reason)
 """
 
