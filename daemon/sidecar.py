@@ -290,6 +290,8 @@ class Sidecar:
         log.info("sampling every %.2f s: %s", self.settings.interval_s, ", ".join(names) or "nothing")
 
     def _on_sample(self, ts_ns: int, source: str, values: dict[str, Any]) -> None:
+        if source == "system":  # the schedule, for the merge's gap check: readings taken on
+            values = {**values, "interval_s": self.settings.interval_s}  # demand do not say it
         self._samples.put((ts_ns, source, values))  # called on the sampler threads
 
     def _stop_samplers(self) -> None:

@@ -137,3 +137,28 @@ def test_report_pages_match_the_collection(save_dir: Path, fake_hardware: None) 
     assert any("loss_vs_cpu" in p.name for p in pngs)
     assert "data:image/png;base64," in node_md.with_suffix(".html").read_text()
     assert "Job total" in (pages / "index.md").read_text()
+
+
+def test_a_short_healthy_run_reports_no_telemetry_gap(save_dir: Path) -> None:
+    """Readings taken on demand (at hello and at the last bye) do not shrink the interval the gap
+    check uses: every system sample states the sidecar's schedule, and a one-second run with a
+    healthy sidecar reports no gap."""
+    from yprov_hpc.fold.index import index_journals, read_batch
+
+    run = start(save_dir, "short")
+    for i in range(1000):
+        prov4ml.log_metric("loss", 1.0, step=i)
+    time.sleep(1.0)
+    report = prov4ml.end_run()
+    index = index_journals(run.run_dir / "journal")
+    system = [
+        ev[3]
+        for frames in index.nodes.values()
+        for fr in frames
+        for ev in read_batch(fr) or []
+        if ev[2] == "system"
+    ]
+    assert len(system) >= 3 and all(values.get("interval_s") == 1.0 for values in system)
+    merge_report = load(run.run_dir / "merge_report.json")
+    assert merge_report["telemetry_gaps"] == [], merge_report["telemetry_gaps"]
+    assert not any("telemetry gap" in p for p in report.problems)
