@@ -21,6 +21,7 @@ from yprov_hpc.prov.vocab import (
     model_id,
     model_version_id,
     param_id,
+    prov_types,
     qname,
     record_id,
     summary_id,
@@ -186,7 +187,7 @@ def _summaries(
     b.generated(series_id, me, end_ns)
     for s in summaries:
         attrs: dict[str, Any] = {
-            "prov:type": qname(_TYPES[s.kind]),
+            "prov:type": prov_types(_TYPES[s.kind]),
             "prov:label": s.name,
             "yprov:context": s.context,
             "yprov:series_path": files.series_path,
@@ -267,7 +268,7 @@ def _datasets(b: DocumentBuilder, fold: RankFold, me: str, ctx_ids: dict[str, st
             b.entity(
                 ident,
                 {
-                    "prov:type": qname("yprov:Dataset"),
+                    "prov:type": prov_types("yprov:Dataset"),
                     "prov:label": ds.label,
                     "yprov:context": ds.context,
                     **_info_attrs(ds.info),
@@ -294,7 +295,7 @@ def _models(
         b.entity(
             ident,
             {
-                "prov:type": qname("yprov:ModelVersion"),
+                "prov:type": prov_types("yprov:ModelVersion"),
                 "prov:label": f"{mv.name} v{version}",
                 "yprov:model_name": mv.name,
                 "yprov:context": mv.context,
@@ -318,7 +319,7 @@ def _models(
         b.entity(
             ident,
             {
-                "prov:type": qname("yprov:Model"),
+                "prov:type": prov_types("yprov:Model"),
                 "prov:label": m.label,
                 "yprov:context": m.context,
                 "yprov:step": m.step,
@@ -374,7 +375,7 @@ def build_rank_document(
             ident = b.entity(
                 param_id(r, key, revision),
                 {
-                    "prov:type": qname("yprov:Parameter"),
+                    "prov:type": prov_types("yprov:Parameter"),
                     "prov:label": key,
                     "prov:value": rec.value,
                     "yprov:python_type": rec.type_name,
