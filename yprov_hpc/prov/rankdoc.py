@@ -12,6 +12,7 @@ from typing import Any
 from yprov_hpc.fold.markers import JobEnd
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold
 from yprov_hpc.fold.series import Summary
+from yprov_hpc.prov.contexts import context_activities
 from yprov_hpc.prov.vocab import (
     DocumentBuilder,
     artifact_id,
@@ -360,15 +361,7 @@ def build_rank_document(
     end_ns = fold.end_ns or delivery.done.get("ended_ts_ns") or fold.last_ns or None
     me = _run_activity(b, experiment, run_id, fold, delivery, rank_status(fold, delivery, job_end))
     _agents_and_environment(b, me, fold, files)
-    ctx_ids: dict[str, str] = {}
-    for ctx_name, (first, last) in sorted(fold.contexts.items()):
-        ctx_ids[ctx_name] = b.activity(
-            context_id(r, ctx_name),
-            first,
-            last,
-            {"prov:type": qname("yprov:Context"), "prov:label": ctx_name, "yprov:context": ctx_name},
-        )
-        b.informed(ctx_ids[ctx_name], me)
+    ctx_ids = context_activities(b, r, me, fold.contexts)
     for key, param in fold.params.items():
         previous = ""
         for revision, rec in enumerate([param, *fold.param_revisions.get(key, [])], start=1):

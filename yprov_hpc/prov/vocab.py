@@ -19,6 +19,7 @@ import orjson
 
 PROV_NS = "http://www.w3.org/ns/prov#"
 XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+DCTERMS_NS = "http://purl.org/dc/terms/"  # dcterms:isPartOf ties a sub-context to its parent
 YPROV_NS = "https://w3id.org/yprov-hpc/ns#"
 # yProv4ML's prov-ml terms (docs/prov-mapping.md, "The prov-ml vocabulary"): yProv4ML binds the
 # prefix ``provml`` to the relative reference 'prov-ml', which is no namespace URI (PROV-XML and
@@ -221,6 +222,7 @@ class DocumentBuilder:
                 "run": run_namespace_uri(user_namespace, experiment, run_id),
                 "yprov": YPROV_NS,
                 "provml": PROVML_NS,
+                "dcterms": DCTERMS_NS,
                 "xsd": XSD_NS,
                 "prov": PROV_NS,
             }
