@@ -76,6 +76,7 @@ def test_the_enumerations_have_yprov4ml_members() -> None:
         ("yprov_hpc.wrappers.tracked_model", "ProvenanceTrackedModel"),
         ("yprov_hpc.wrappers.tracked_layers", "WeightDistributionTrackedModel"),
         ("yprov_hpc.datamodel.metric_type", "MetricsType"),
+        ("yprov_hpc.datamodel.metric_data", "MetricInfo"),
         ("yprov_hpc.datamodel.compressor_type", "CompressorType"),
         ("yprov_hpc.datamodel.attribute_type", "LoggingItemKind"),
         ("yprov_hpc.constants", "PROV4ML_DATA"),

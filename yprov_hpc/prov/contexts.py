@@ -36,7 +36,11 @@ def context_activities(b: DocumentBuilder, r: int, me: str, contexts: dict[str, 
     ids: dict[str, str] = {}
     for name in sorted(spans):  # a parent's name is a prefix of its sub-contexts': it sorts first
         parent = parent_context(name)
-        attrs: dict[str, Any] = {"prov:type": qname("yprov:Context"), "prov:label": name, "yprov:context": name}
+        attrs: dict[str, Any] = {
+            "prov:type": qname("yprov:Context"),
+            "prov:label": name,
+            "yprov:context": name,
+        }
         if parent is not None:
             attrs["yprov:parent_context"] = parent
             attrs["dcterms:isPartOf"] = qname(ids[parent])

@@ -16,7 +16,6 @@ from yprov_hpc.prov.contexts import context_activities
 from yprov_hpc.prov.vocab import (
     DocumentBuilder,
     artifact_id,
-    context_id,
     dataset_id,
     escape,
     model_id,
