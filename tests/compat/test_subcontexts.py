@@ -11,7 +11,7 @@ from prov.model import ProvCommunication, ProvDocument
 import yprov_hpc as prov4ml
 from tests.compat.conftest import begin, finish
 from tests.conftest import load, run_dirs, start
-from yprov_hpc.prov.contexts import parent_context
+from yprov_hpc.prov.contexts import MAX_CONTEXT_DEPTH, parent_context
 from yprov_hpc.prov.vocab import context_id, summary_id
 
 
@@ -127,3 +127,28 @@ def test_creating_the_same_sub_context_twice_gives_one_context(save_dir: Path) -
     first = prov4ml.create_context("TRAINING_LOD2", prov4ml.Context.TRAINING)
     again = prov4ml.create_context("TRAINING_LOD2", prov4ml.Context.TRAINING)
     assert first == again == "training/training_lod2"
+
+
+def test_nesting_stops_at_the_depth_bound() -> None:
+    """A name of MAX_CONTEXT_DEPTH levels is nested; one level more is a top-level context."""
+    deepest = "/".join(["a"] * MAX_CONTEXT_DEPTH)
+    assert parent_context(deepest) == deepest.rpartition("/")[0]
+    assert parent_context(deepest + "/a") is None
+
+
+def test_the_dot_graph_draws_each_nesting_as_an_edge(save_dir: Path, tmp_path: Path) -> None:
+    """The DOT graph draws the chain LOD3 -> LOD2 -> training -> run as wasInformedBy edges."""
+    import re
+
+    from yprov_hpc.prov.graph import document_to_dot
+
+    _lod_run(save_dir)
+    (run_dir,) = run_dirs(save_dir)
+    dot = document_to_dot(run_dir / "prov_exp_rank0.json", tmp_path / "g.dot").read_text()
+    label = dict(re.findall(r'^(n\d+) \[label="([^"]+)"', dot, re.MULTILINE))
+    edges = re.findall(r"^(n\d+) -> (n\d+) \[label=wasInformedBy", dot, re.MULTILINE)
+    assert {(label[a], label[b]) for a, b in edges} == {
+        (TRAINING, "run:rank0"),
+        (LOD2, TRAINING),
+        (LOD3, LOD2),
+    }

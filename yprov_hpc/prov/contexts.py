@@ -12,11 +12,19 @@ from typing import Any
 
 from yprov_hpc.prov.vocab import DocumentBuilder, context_id, qname
 
-__all__ = ["context_activities", "parent_context"]
+__all__ = ["MAX_CONTEXT_DEPTH", "context_activities", "parent_context"]
+
+# Levels of nesting at most: a context with more "/"-separated levels is not nested (it is
+# informed by the run), so that one logged context makes at most MAX_CONTEXT_DEPTH - 1 parent
+# activities, whatever a journal holds.
+MAX_CONTEXT_DEPTH = 8
 
 
 def parent_context(name: str) -> str | None:
-    """The context a sub-context ``<parent>/<child>`` is part of; None for a top-level one."""
+    """The context a sub-context ``<parent>/<child>`` is part of; None for a top-level one, and
+    for a name of more than ``MAX_CONTEXT_DEPTH`` levels."""
+    if name.count("/") >= MAX_CONTEXT_DEPTH:
+        return None
     head, sep, _ = name.rpartition("/")
     return head if sep and head else None
 
