@@ -27,11 +27,11 @@ def test_contexts_is_an_alias_with_models_and_datasets() -> None:
 
 
 def test_create_context_nests_under_its_parent(save_dir: Path) -> None:
-    """create_context("TRAINING_LOD2", TRAINING) is the nested context training.training_lod2."""
+    """create_context("TRAINING_LOD2", TRAINING) is the nested context training/training_lod2."""
     run = begin(save_dir)
     prov4ml.create_context("TRAINING_LOD2", prov4ml.Context.TRAINING)
     prov4ml.log_metric("loss", 1.0, prov4ml.Context.TRAINING_LOD2, step=0)  # type: ignore[attr-defined]
-    assert "run:rank0.context.training.training_lod2" in ids(finish(run), "activity")
+    assert "run:rank0.context.training--training_lod2" in ids(finish(run), "activity")
 
 
 def test_a_sub_context_nests_again(save_dir: Path) -> None:
@@ -39,7 +39,7 @@ def test_a_sub_context_nests_again(save_dir: Path) -> None:
     begin(save_dir)
     prov4ml.create_context("LOD_A", prov4ml.Context.VALIDATION)
     deeper = prov4ml.create_context("LOD_B", prov4ml.Context.LOD_A)  # type: ignore[attr-defined]
-    assert deeper == "validation.lod_a.lod_b"
+    assert deeper == "validation/lod_a/lod_b"
 
 
 def test_log_context_names_the_parent_by_string(save_dir: Path) -> None:
@@ -47,7 +47,7 @@ def test_log_context_names_the_parent_by_string(save_dir: Path) -> None:
     run = begin(save_dir)
     prov4ml.log_context("warmup", is_subcontext_of="training")
     prov4ml.log_metric("lr", 0.1, "warmup", step=0)
-    assert ent(finish(run), "metric.lr.training.warmup")["yprov:context"] == "training.warmup"
+    assert ent(finish(run), "metric.lr.training--warmup")["yprov:context"] == "training/warmup"
 
 
 def test_an_enum_context_with_an_int_value_is_its_name(save_dir: Path) -> None:
@@ -76,6 +76,7 @@ def test_the_enumerations_have_yprov4ml_members() -> None:
         ("yprov_hpc.wrappers.tracked_model", "ProvenanceTrackedModel"),
         ("yprov_hpc.wrappers.tracked_layers", "WeightDistributionTrackedModel"),
         ("yprov_hpc.datamodel.metric_type", "MetricsType"),
+        ("yprov_hpc.datamodel.metric_data", "MetricInfo"),
         ("yprov_hpc.datamodel.compressor_type", "CompressorType"),
         ("yprov_hpc.datamodel.attribute_type", "LoggingItemKind"),
         ("yprov_hpc.constants", "PROV4ML_DATA"),

@@ -157,7 +157,8 @@ PYTORCH_PORT = textwrap.dedent(
 
 def test_the_pytorch_example_pattern_runs_unchanged(tmp_path: Path) -> None:
     """A 3.2.8-style PyTorch script with only its import lines changed finishes, and its document
-    holds the model versions, the nested context, both datasets and every index logged."""
+    holds the model versions, both datasets, every index logged, and the sub-context as an
+    activity informed by its parent context."""
     (tmp_path / "port.py").write_text(PYTORCH_PORT)
     out = run_example(tmp_path, PYTHON, "port.py", timeout_s=300)
     assert "STATUS finished" in out.stdout
@@ -169,8 +170,12 @@ def test_the_pytorch_example_pattern_runs_unchanged(tmp_path: Path) -> None:
         "run:rank0.dataset.train_dataset",
         "run:rank0.dataset.val_dataset",
     } <= set(doc["entity"])
-    indices = doc["entity"]["run:rank0.metric.Indices.training.training_lod2"]
+    indices = doc["entity"]["run:rank0.metric.Indices.training--training_lod2"]
     assert literal(indices["yprov:count"]) == 2 * 48
+    lod2 = "run:rank0.context.training--training_lod2"
+    assert {"prov:informed": lod2, "prov:informant": "run:rank0.context.training"} in doc[
+        "wasInformedBy"
+    ].values()
 
 
 @pytest.mark.parametrize("order", ["label_first", "dataset_first"])

@@ -140,7 +140,18 @@ def requested_options() -> dict[str, Any]:
 
 def _warn_start_options(opts: dict[str, Any]) -> None:
     _requested.clear()
-    _requested.update({k: opts.get(k) for k in ("metrics_file_type", "csv_separator", "use_compressor")})
+    _requested.update(
+        {
+            k: opts.get(k)
+            for k in (
+                "metrics_file_type",
+                "csv_separator",
+                "use_compressor",
+                "unify_experiments",
+                "disable_codecarbon",
+            )
+        }
+    )
     kind = opts.pop("metrics_file_type", None)
     if kind is not None and kind not in ("csv", MetricsType.CSV):
         warn_once("start_run.metrics_file_type", "metrics_file_type is accepted; series are Parquet here")

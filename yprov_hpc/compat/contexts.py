@@ -2,8 +2,10 @@
 alias, Enum members with any value, and sub-contexts (``create_context`` / ``log_context``).
 
 A sub-context is named after its parent: ``create_context("TRAINING_LOD2", Context.TRAINING)``
-is the context ``training.training_lod2`` and becomes ``Context.TRAINING_LOD2``; the plain
-string ``"TRAINING_LOD2"`` then means the same context.
+is the context ``training/training_lod2`` and becomes ``Context.TRAINING_LOD2``; the plain
+string ``"TRAINING_LOD2"`` then means the same context. The merge makes a ``<parent>/<child>``
+context an activity nested in its parent's (``yprov_hpc.prov.contexts``), as yProv4ML's graph
+nests it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ _SUBCONTEXTS: dict[str, Context] = {}
 _lock = threading.Lock()
 
 
+def _plain_name(context: Any) -> Any:
+    """An Enum member's name (or its str value), anything else as it is."""
+    if isinstance(context, Enum):
+        return context.value if isinstance(context.value, str) else context.name
+    return context
+
+
 def resolve_context(context: Any) -> Any:
     """The context yprov-hpc records for ``context``: sub-context names become their nested
     context, Enum members with a non-string value become their member name. Anything else is
@@ -51,23 +60,23 @@ def resolve_context(context: Any) -> Any:
     return context
 
 
-def _name_of(context: Any, call: str, arg: str) -> str:
-    resolved = resolve_context(context)
+def _name_of(context: Any, call: str, arg: str, resolve: bool = True) -> str:
+    """The context name of an argument; ``resolve`` maps a sub-context's plain name to it."""
+    resolved = resolve_context(context) if resolve else _plain_name(context)
     if not isinstance(resolved, str) or not resolved:
         raise InvalidArgumentError(call, arg, context, "a Context, a str or an Enum member")
     return str.__str__(_core.Context(resolved))
 
 
 def create_context(context: Any, is_subcontext_of: Any = None, source_of_data: Any = None) -> Context:
-    """A context, nested under ``is_subcontext_of`` when given, also reachable as
-    ``Context.<NAME>``. ``source_of_data`` is accepted (yProv4ML's data-source contexts) and
-    named into the context: ``<source>.<name>``."""
-    name = _name_of(context, "create_context", "context")
-    full = name
-    if source_of_data is not None:
-        full = f"{_name_of(source_of_data, 'create_context', 'source_of_data')}.{full}"
+    """A context, the sub-context ``<parent>/<name>`` of ``is_subcontext_of`` when given, also
+    reachable as ``Context.<NAME>``. ``source_of_data`` (yProv4ML's data-source context, an
+    activity inside the context) nests one level further: ``<parent>/<name>/<source>``."""
+    full = _name_of(context, "create_context", "context", resolve=False)  # the same call twice: one context
     if is_subcontext_of is not None:
-        full = f"{_name_of(is_subcontext_of, 'create_context', 'is_subcontext_of')}.{full}"
+        full = f"{_name_of(is_subcontext_of, 'create_context', 'is_subcontext_of')}/{full}"
+    if source_of_data is not None:
+        full = f"{full}/{_name_of(source_of_data, 'create_context', 'source_of_data', resolve=False)}"
     created = Context(full)
     raw = context.name if isinstance(context, Enum) else str(context)
     with _lock:

@@ -63,11 +63,16 @@ def list_activities(source: dict[str, Any] | str | os.PathLike[str]) -> list[str
 def list_entities(
     source: dict[str, Any] | str | os.PathLike[str], entity_type: str | None = None
 ) -> list[str]:
-    """The identifiers of a document's entities, of one ``prov:type`` when given."""
+    """The identifiers of a document's entities, of one ``prov:type`` when given (a record has
+    one or several: ``yprov:Metric`` and ``provml:Metric`` both find a metric)."""
     entities = _document(source).get("entity", {})
     if entity_type is None:
         return list(entities)
-    return [k for k, v in entities.items() if _plain(v.get("prov:type")) == entity_type]
+    return [k for k, v in entities.items() if entity_type in _types(v.get("prov:type"))]
+
+
+def _types(value: Any) -> set[Any]:
+    return {_plain(v) for v in (value if isinstance(value, list) else [value])}
 
 
 def get_parameter(

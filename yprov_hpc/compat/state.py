@@ -81,6 +81,21 @@ class RunView:
         return str(_compat_api.requested_options().get("csv_separator") or ",")
 
     @property
+    def use_compressor(self) -> Any:
+        """What start_run was asked for (the Parquet series are zstd-compressed whatever it says)."""
+        return _compat_api.requested_options().get("use_compressor")
+
+    @property
+    def unify_experiments(self) -> bool:
+        """What start_run was asked for (each run's series are in its own directory here)."""
+        return bool(_compat_api.requested_options().get("unify_experiments"))
+
+    @property
+    def codecarbon_is_disabled(self) -> bool:
+        """What start_run was asked for (``disable_codecarbon``; energy comes from the sidecar)."""
+        return bool(_compat_api.requested_options().get("disable_codecarbon"))
+
+    @property
     def metrics(self) -> dict[Any, Any]:
         """Empty: metric values are not kept in the training process here."""
         return {}

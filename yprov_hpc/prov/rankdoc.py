@@ -12,15 +12,16 @@ from typing import Any
 from yprov_hpc.fold.markers import JobEnd
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold
 from yprov_hpc.fold.series import Summary
+from yprov_hpc.prov.contexts import context_activities
 from yprov_hpc.prov.vocab import (
     DocumentBuilder,
     artifact_id,
-    context_id,
     dataset_id,
     escape,
     model_id,
     model_version_id,
     param_id,
+    prov_types,
     qname,
     record_id,
     summary_id,
@@ -186,7 +187,7 @@ def _summaries(
     b.generated(series_id, me, end_ns)
     for s in summaries:
         attrs: dict[str, Any] = {
-            "prov:type": qname(_TYPES[s.kind]),
+            "prov:type": prov_types(_TYPES[s.kind]),
             "prov:label": s.name,
             "yprov:context": s.context,
             "yprov:series_path": files.series_path,
@@ -267,7 +268,7 @@ def _datasets(b: DocumentBuilder, fold: RankFold, me: str, ctx_ids: dict[str, st
             b.entity(
                 ident,
                 {
-                    "prov:type": qname("yprov:Dataset"),
+                    "prov:type": prov_types("yprov:Dataset"),
                     "prov:label": ds.label,
                     "yprov:context": ds.context,
                     **_info_attrs(ds.info),
@@ -294,7 +295,7 @@ def _models(
         b.entity(
             ident,
             {
-                "prov:type": qname("yprov:ModelVersion"),
+                "prov:type": prov_types("yprov:ModelVersion"),
                 "prov:label": f"{mv.name} v{version}",
                 "yprov:model_name": mv.name,
                 "yprov:context": mv.context,
@@ -318,7 +319,7 @@ def _models(
         b.entity(
             ident,
             {
-                "prov:type": qname("yprov:Model"),
+                "prov:type": prov_types("yprov:Model"),
                 "prov:label": m.label,
                 "yprov:context": m.context,
                 "yprov:step": m.step,
@@ -359,22 +360,14 @@ def build_rank_document(
     end_ns = fold.end_ns or delivery.done.get("ended_ts_ns") or fold.last_ns or None
     me = _run_activity(b, experiment, run_id, fold, delivery, rank_status(fold, delivery, job_end))
     _agents_and_environment(b, me, fold, files)
-    ctx_ids: dict[str, str] = {}
-    for ctx_name, (first, last) in sorted(fold.contexts.items()):
-        ctx_ids[ctx_name] = b.activity(
-            context_id(r, ctx_name),
-            first,
-            last,
-            {"prov:type": qname("yprov:Context"), "prov:label": ctx_name, "yprov:context": ctx_name},
-        )
-        b.informed(ctx_ids[ctx_name], me)
+    ctx_ids = context_activities(b, r, me, fold.contexts)
     for key, param in fold.params.items():
         previous = ""
         for revision, rec in enumerate([param, *fold.param_revisions.get(key, [])], start=1):
             ident = b.entity(
                 param_id(r, key, revision),
                 {
-                    "prov:type": qname("yprov:Parameter"),
+                    "prov:type": prov_types("yprov:Parameter"),
                     "prov:label": key,
                     "prov:value": rec.value,
                     "yprov:python_type": rec.type_name,

@@ -19,7 +19,23 @@ import orjson
 
 PROV_NS = "http://www.w3.org/ns/prov#"
 XSD_NS = "http://www.w3.org/2001/XMLSchema#"
+DCTERMS_NS = "http://purl.org/dc/terms/"  # dcterms:isPartOf ties a sub-context to its parent
 YPROV_NS = "https://w3id.org/yprov-hpc/ns#"
+# yProv4ML's prov-ml terms (docs/prov-mapping.md, "The prov-ml vocabulary"): yProv4ML binds the
+# prefix ``provml`` to the relative reference 'prov-ml', which is no namespace URI (PROV-XML and
+# the PROV-JSON schema refuse it), and no URI for these terms is published; readers match the
+# prefixed name ("provml:Metric"), so the prefix is kept and the URI is ours, beside ``yprov``.
+PROVML_NS = "https://w3id.org/yprov-hpc/prov-ml#"
+
+# our entity type -> the prov-ml type yProv4ML 3.2.8 gives the same kind of record
+PROVML_TYPES = {
+    "yprov:Metric": "provml:Metric",
+    "yprov:ExecutionTime": "provml:Metric",  # 3.2.8 logs execution times as metrics
+    "yprov:Parameter": "provml:HyperParameter",
+    "yprov:Model": "provml:Model",
+    "yprov:ModelVersion": "provml:Model",  # 3.2.8 saves a version as a model artifact
+    "yprov:Dataset": "provml:Dataset",
+}
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
@@ -185,6 +201,13 @@ def qname(value: str) -> dict[str, str]:
     return {"$": value, "type": "prov:QUALIFIED_NAME"}
 
 
+def prov_types(yprov_type: str) -> dict[str, str] | list[dict[str, str]]:
+    """The ``prov:type`` value of a record of ours: ``yprov_type``, and beside it the prov-ml type
+    of the same kind when there is one (a list of two qualified names)."""
+    provml = PROVML_TYPES.get(yprov_type)
+    return qname(yprov_type) if provml is None else [qname(yprov_type), qname(provml)]
+
+
 def time_literal(ts_ns: int) -> dict[str, str]:
     return {"$": iso_time(ts_ns), "type": "xsd:dateTime"}
 
@@ -198,6 +221,8 @@ class DocumentBuilder:
                 "default": namespace_uri(user_namespace),
                 "run": run_namespace_uri(user_namespace, experiment, run_id),
                 "yprov": YPROV_NS,
+                "provml": PROVML_NS,
+                "dcterms": DCTERMS_NS,
                 "xsd": XSD_NS,
                 "prov": PROV_NS,
             }
@@ -210,7 +235,12 @@ class DocumentBuilder:
 
     @staticmethod
     def _clean(attrs: Attrs) -> Attrs:
-        return {k: typed(v) for k, v in attrs.items() if v is not None and v != ""}
+        """Typed values, empty ones dropped; a list of ``prov:type`` names stays a list."""
+        return {
+            k: v if k == "prov:type" and isinstance(v, list) else typed(v)
+            for k, v in attrs.items()
+            if v is not None and v != ""
+        }
 
     def entity(self, ident: str, attrs: Attrs) -> str:
         self._section("entity")[ident] = self._clean(attrs)
