@@ -14,7 +14,8 @@ class Context(str):
     non-empty string of at most ``MAX_CONTEXT_CHARS`` characters, kept in lower case.
 
     A Context is a ``str``, so ``context="training"`` works wherever a Context does. Each
-    context becomes a PROV activity informed by the run.
+    context becomes a PROV activity informed by the run; a ``parent/child`` context is a
+    sub-activity, informed by (and ``dcterms:isPartOf``) its parent's activity.
     """
 
     TRAINING: ClassVar[Context]
