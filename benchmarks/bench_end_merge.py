@@ -1,6 +1,9 @@
 """end_run + merge for one rank with N metric points (default 100k): delivery, merge, documents.
 
-    python benchmarks/bench_end_merge.py [--points 100000] [--metrics 10]
+    python benchmarks/bench_end_merge.py [--points 100000] [--metrics 10] [--peer]
+
+``--peer``: the same with yProv4ML 3.2.8 (importable as ``yprov4ml``): its ``end_run`` writes
+its document and metric files in the training process (no graphs).
 
 Times end_run (drain + acks + done marker + merge + DOT graphs) and then a second merge with
 `merge_run` alone (what `yprov merge` does), in a fresh process, with peak RSS.
@@ -20,7 +23,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--metrics", type=int, default=10, help="distinct metric names")
+    parser.add_argument("--peer", action="store_true", help="measure yProv4ML 3.2.8 instead")
     args = parser.parse_args()
+    if args.peer:
+        _peer(args.points, args.metrics)
+        return
     import yprov_hpc as prov4ml
     from yprov_hpc.merge import merge_run
 
@@ -54,6 +61,27 @@ def main() -> None:
             indent=2,
         )
     )
+
+
+def _peer(points: int, metrics: int) -> None:
+    import yprov4ml
+
+    tmp = tempfile.mkdtemp()
+    yprov4ml.start_run(
+        prov_user_namespace="www.example.org", experiment_name="bench", provenance_save_dir=tmp
+    )
+    names = [f"metric_{i}" for i in range(metrics)]
+    t0 = time.perf_counter()
+    for i in range(points):
+        yprov4ml.log_metric(names[i % metrics], i * 0.001, context="training", step=i)
+    log_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    yprov4ml.end_run(create_graph=False, create_svg=False)
+    end_s = time.perf_counter() - t1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"impl": "yprov4ml 3.2.8", "points": points, "log_loop_s": round(log_s, 3)}
+    out.update(end_run_s=round(end_s, 3), peak_rss_mb=round(peak, 1))
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

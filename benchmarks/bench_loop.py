@@ -2,6 +2,9 @@
 
     python benchmarks/bench_loop.py [--steps 100000] [--rounds 5] [--tree OTHER_CHECKOUT]
 
+``--peer PATH`` adds yProv4ML 3.2.8 (importable from PATH, e.g. a ``pip install --target``) as
+another logging mode, in the same rounds: wall time per event, steady and whole run.
+
 ``--tree`` runs the logging modes a second time in each round with another checkout first on
 ``PYTHONPATH`` (e.g. a worktree of an older commit, with a ``yprov_daemon -> daemon`` link):
 a before/after in the same run, against the same floor runs.
@@ -88,6 +91,22 @@ elif mode == "floor":
         mm(a, a)
     t_end = pc()
     out = {{}}
+elif mode == "yprov4ml":
+    import yprov4ml as prov4ml
+    prov4ml.start_run(prov_user_namespace="www.example.org", experiment_name="loop",
+                      provenance_save_dir=tempfile.mkdtemp(), save_after_n_logs=100)
+    t_started = pc()
+    log = prov4ml.log_metric  # 3.2.8 takes contexts as plain strings
+    for i in range(half):
+        mm(a, a)
+        log("loss", 0.5, context="training", step=i)
+    t_half = pc()
+    for i in range(half, steps):
+        mm(a, a)
+        log("loss", 0.5, context="training", step=i)
+    t_end = pc()
+    prov4ml.end_run(create_graph=False, create_svg=False)
+    out = {{"start_s": t_started - t_start, "end_run_s": pc() - t_end}}
 else:
     import yprov_hpc as prov4ml
     run = prov4ml.start_run("www.example.org", "loop", tempfile.mkdtemp(), handle_sigterm=False,
@@ -167,6 +186,28 @@ def per_event(runs: dict[str, list[dict[str, Any]]], steps: int) -> dict[str, An
     }
 
 
+def _peer_summary(floor: list[dict[str, Any]], peer: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """The peer's wall time per event against the same floor runs (it reports no sender)."""
+    half = steps // 2
+    steady = [
+        (p["second_half_s"] - f["second_half_s"]) / (steps - half) * 1e6
+        for f, p in zip(floor, peer, strict=True)
+    ]
+    whole = [(p["whole_s"] - f["whole_s"]) / steps * 1e6 for f, p in zip(floor, peer, strict=True)]
+    return {
+        "steady_us_per_event": statistics.median(steady),
+        "steady_us_per_event_best": (
+            min(p["second_half_s"] for p in peer) - min(f["second_half_s"] for f in floor)
+        )
+        / (steps - half)
+        * 1e6,
+        "whole_us_per_event": statistics.median(whole),
+        "impl_whole_s": statistics.median(p["whole_s"] for p in peer),
+        "end_run_s": statistics.median(p["end_run_s"] for p in peer),
+        "steady_us_per_event_each_round": steady,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -174,24 +215,30 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tree", help="another checkout to measure in the same rounds")
+    parser.add_argument("--peer", help="where yprov4ml can be imported from (PYTHONPATH)")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from _stats import machine
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
     other: list[dict[str, Any]] = []
+    peer: list[dict[str, Any]] = []
     paired: list[float] = []
     other_paired: list[float] = []
     for _ in range(args.rounds):
         for mode in MODES:
             runs[mode].append(run_mode(mode, args.steps))
         paired.append(run_mode("paired", args.steps)["paired_us_per_event"])
+        if args.peer:
+            peer.append(run_mode("yprov4ml", args.steps, args.peer))
         if args.tree:
             other.append(run_mode("yprov-hpc", args.steps, args.tree))
             other_paired.append(run_mode("paired", args.steps, args.tree)["paired_us_per_event"])
     summary = per_event(runs, args.steps)
     summary["steady_paired_us_per_event"] = statistics.median(paired)
     summary["steady_paired_us_per_event_each_round"] = paired
+    if args.peer:
+        summary["yprov4ml"] = _peer_summary(runs["floor"], peer, args.steps)
     if args.tree:
         theirs = per_event({"floor": runs["floor"], "yprov-hpc": other}, args.steps)
         theirs["steady_paired_us_per_event"] = statistics.median(other_paired)
