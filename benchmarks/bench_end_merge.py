@@ -64,9 +64,12 @@ def main() -> None:
 
 
 def _peer(points: int, metrics: int) -> None:
+    import os
+
     import yprov4ml
 
     tmp = tempfile.mkdtemp()
+    os.chdir(tmp)  # it writes a requirements.txt into the working directory
     yprov4ml.start_run(
         prov_user_namespace="www.example.org", experiment_name="bench", provenance_save_dir=tmp
     )

@@ -76,6 +76,8 @@ STEP_OVER_INT64 = _batch_body([4, 1, "loss", 0.5, None, 2**63])
 BLOCK_SHORT_TIMESTAMPS = _batch_body([15, b"\x01\x02", ["loss"], b"\x00" * 8, [None], None])
 BLOCK_NAME_NOT_STR = _batch_body([15, b"\x01" * 8, [[1, 2]], b"\x00" * 8, [None], None])
 BLOCK_TWO_EVENTS_FOR_ONE = _batch_body([15, b"\x01" * 16, ["a", "b"], b"\x00" * 16, [None, None], None])
+DEEP_NESTING = b"\x91" * 1001 + b"\xc0"  # an event nested 1,000 deep: its repr would recurse
+FLOAT_KIND = _batch_body([4.0, 1, "loss", 0.5, None, 1])
 EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000_000
 
 
@@ -90,6 +92,8 @@ EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000
         (BLOCK_SHORT_TIMESTAMPS, ("event 0", "timestamps must be 8 bytes")),
         (BLOCK_NAME_NOT_STR, ("event 0", "names holds an item that is not a str")),
         (BLOCK_TWO_EVENTS_FOR_ONE, ("holds 2 events", "header says 1")),
+        (DEEP_NESTING, ("event 0", "at least 2 items")),
+        (FLOAT_KIND, ("event 0", "kind must be an int")),
     ],
     ids=[
         "hello-world-size-str",
@@ -100,6 +104,8 @@ EMPTY_ARRAYS_10MB = b"\xdd" + (10_000_000).to_bytes(4, "big") + b"\x90" * 10_000
         "block-short-timestamps",
         "block-name-not-str",
         "block-two-events-for-one",
+        "nested-1000-deep",
+        "float-kind",
     ],
 )
 def test_a_bad_batch_is_refused_with_its_reason(
@@ -108,6 +114,28 @@ def test_a_bad_batch_is_refused_with_its_reason(
     """A batch that breaks the schema gets a nack naming the problem; the rank beside it is unharmed."""
     proc, run_dir, endpoint = sidecar
     _hostile_beside_a_rank(proc, run_dir, endpoint, _refused(_header(), body, *words))
+
+
+def test_a_block_in_a_version_2_batch_is_refused(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """Metric blocks exist since version 3: in an older batch one would break the sequence count."""
+    proc, run_dir, endpoint = sidecar
+    header = msgpack.packb([2, 1, "r1", 0, "n0", 99, 0, 1, 1])
+    block = [15, b"\x01" * 24, ["a", "b", "c"], b"\x00" * 24, [None] * 3, None]
+    _hostile_beside_a_rank(proc, run_dir, endpoint, _refused(header, _batch_body(block), "version 3"))
+
+
+def test_a_body_of_millions_of_empty_arrays_is_refused_within_bounds(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str],
+) -> None:
+    """16 MiB of empty arrays under a header claiming 65,536 events (a version 3 body may hold
+    fewer items than events) is refused once its objects pass the budget: the sidecar stays small."""
+    proc, run_dir, endpoint = sidecar
+    header = encode_batch("r1", 0, "n0", 99, 0, [metric(0)] * 65_536, 1)[0]
+    body = b"\xdc\x01\x00" + (b"\xdc\xff\xff" + b"\x90" * 65_535) * 256
+    _hostile_beside_a_rank(proc, run_dir, endpoint, _refused(header, body, "objects"))
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    peak_mb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]) / 1024
+    assert peak_mb < 400, f"sidecar peak RSS {peak_mb:.0f} MB with the bomb (1.2 GB before the budget)"
 
 
 def test_a_hello_with_a_huge_pid_does_not_kill_an_embedded_sidecar(tmp_path: Path) -> None:

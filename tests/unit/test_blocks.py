@@ -230,3 +230,76 @@ def test_the_trusted_packing_of_checked_events_is_the_same(events: list[tuple[An
     """The rank's trusted packing (no field checks) gives the same bytes as the checked one for
     events its verbs made."""
     assert msgpack.packb(pack_items(events, trusted=True)) == msgpack.packb(pack_items(events))
+
+
+def test_untrusted_packing_never_makes_a_bad_event_good() -> None:
+    """A 7-field metric event or a bool step or timestamp is not cut or coerced into a block."""
+    good = [(int(Kind.METRIC), T0 + i, "m", 1.0, None, i) for i in range(20)]
+    longer = [*good[:10], (int(Kind.METRIC), T0, "m", 1.0, None, 10, "extra"), *good[11:]]
+    bool_step = [*good[:10], (int(Kind.METRIC), T0, "m", 1.0, None, True), *good[11:]]
+    bool_ts = [*good[:10], (int(Kind.METRIC), True, "m", 1.0, None, 10), *good[11:]]
+    for events in (longer, bool_step, bool_ts):
+        assert all(item[0] == int(Kind.METRIC) for item in pack_items(events))
+
+
+def _frames_journal(root: Path, name: str, frames: list[tuple[bytes, bytes]]) -> None:
+    (root / "journal").mkdir(parents=True, exist_ok=True)
+    writer = JournalWriter(root / "journal" / name)
+    for h, b in frames:
+        writer.append(h, b)
+    writer.close()
+
+
+def _fold(root: Path) -> tuple[Any, Any]:
+    from yprov_hpc.fold.index import index_journals
+    from yprov_hpc.fold.rankfold import fold_rank
+
+    index = index_journals(root / "journal")
+    return fold_rank(0, index.ranks[0], None)
+
+
+def _metrics(seq: int, n: int) -> list[tuple[Any, ...]]:
+    return [(int(Kind.METRIC), T0 + seq + i, "m", float(seq + i), None, seq + i) for i in range(n)]
+
+
+def test_a_bad_event_is_reported_at_its_sequence_number_behind_blocks(tmp_path: Path) -> None:
+    """The seq named for a bad event counts the events of the blocks before it."""
+    bad = [int(Kind.METRIC), T0, "", 1.0, None, None]
+    body = msgpack.packb([*pack_items(_metrics(0, 10)), bad, *pack_items(_metrics(11, 9)), bad])
+    header = encode_batch("r1", 0, "n0", 5, 0, [(0,)] * 21, T0)[0]
+    _frames_journal(tmp_path, "node-n0.journal", [(header, body)])
+    fold, delivery = _fold(tmp_path)
+    assert fold.events == 19 and delivery.bad_events == 2
+    assert [r.split(":")[0] for r in delivery.bad_reasons] == ["stream 5 seq 10", "stream 5 seq 20"]
+
+
+def test_a_bad_block_cut_by_a_duplicate_copy_is_reported(tmp_path: Path) -> None:
+    """Events 0-4 arrive good; a copy of 3-12 holds a bad block: its events are reported bad, not
+    dropped unseen with the duplicates."""
+    first = encode_batch("r1", 0, "n0", 5, 0, _metrics(0, 5), T0)
+    block = msgpack.unpackb(msgpack.packb(pack_items(_metrics(3, 10))))[0]
+    block[1] = b"\x00" * 7  # timestamps of the wrong length
+    second = (encode_batch("r1", 0, "n0", 5, 3, _metrics(3, 10), T0)[0], msgpack.packb([block]))
+    _frames_journal(tmp_path, "node-n0.journal", [first, second])
+    fold, delivery = _fold(tmp_path)
+    assert fold.events == 5 and delivery.bad_events == 10 and delivery.bad_reasons
+
+
+def test_an_unreadable_frame_does_not_hide_good_copies_of_its_range(tmp_path: Path) -> None:
+    """A frame claiming 0-19 whose body does not decode (the aggregator's journal, say) leaves
+    the readable copies of 0-9 and 10-19 to be folded: all 20 events, no gap."""
+    good = [encode_batch("r1", 0, "n0", 5, s, _metrics(s, 10), T0) for s in (0, 10)]
+    broken = (encode_batch("r1", 0, "n0", 5, 0, _metrics(0, 20), T0)[0], b"\xc1garbage")
+    _frames_journal(tmp_path, "node-n0.journal", good)
+    _frames_journal(tmp_path, "agg-n0.journal", [broken])
+    fold, delivery = _fold(tmp_path)
+    assert fold.events == 20 and delivery.gaps == [] and delivery.malformed_batches == 1
+
+
+def test_an_unreadable_frame_with_no_other_copy_is_a_gap(tmp_path: Path) -> None:
+    """What no readable frame covers is reported as a gap, at the end of the stream too."""
+    frames = [encode_batch("r1", 0, "n0", 5, 0, _metrics(0, 10), T0)]
+    frames.append((encode_batch("r1", 0, "n0", 5, 10, _metrics(10, 10), T0)[0], b"\xc1garbage"))
+    _frames_journal(tmp_path, "node-n0.journal", frames)
+    fold, delivery = _fold(tmp_path)
+    assert fold.events == 10 and delivery.gaps == [(5, 10, 19)]

@@ -9,6 +9,19 @@ __all__ = ["MAX_CONTEXT_CHARS", "Context"]
 MAX_CONTEXT_CHARS = 1024  # the event schema's MAX_NAME_CHARS (a test pins them equal)
 
 
+UTF8_EXPECTED = "a str that UTF-8 can encode (no lone surrogate)"
+
+
+def utf8_encodable(text: str) -> bool:
+    """False for a str with a lone surrogate (e.g. a file name decoded with surrogateescape):
+    it cannot travel as msgpack text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Context(str):
     """A named phase of the run. ``Context.TRAINING`` etc., or ``Context("finetuning")``: any
     non-empty string of at most ``MAX_CONTEXT_CHARS`` characters, kept in lower case.
@@ -32,6 +45,10 @@ class Context(str):
             from yprov_hpc.core.errors import InvalidKeyError
 
             raise InvalidKeyError("Context", name)
+        if not name.isascii() and not utf8_encodable(name):
+            from yprov_hpc.core.errors import InvalidKeyError
+
+            raise InvalidKeyError("Context", name, UTF8_EXPECTED)
         lowered = name.lower()  # may be longer than name: "İ".lower() is 2 characters
         if len(lowered) > MAX_CONTEXT_CHARS:
             from yprov_hpc.core.errors import LimitExceededError

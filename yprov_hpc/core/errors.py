@@ -47,12 +47,12 @@ class RunAlreadyActiveError(YProvError, RuntimeError):
 
 
 class InvalidKeyError(YProvError, ValueError):
-    """A param, metric or label key is not a non-empty string."""
+    """A param, metric or label key is not a non-empty string (that UTF-8 can encode)."""
 
-    def __init__(self, call: str, key: Any) -> None:
+    def __init__(self, call: str, key: Any, expected: str = "a non-empty str") -> None:
         self.call = call
         self.key = key
-        super().__init__(f"{call}(): key must be a non-empty str, got {key!r} ({type(key).__name__})")
+        super().__init__(f"{call}(): key must be {expected}, got {key!r} ({type(key).__name__})")
 
 
 class InvalidArgumentError(YProvError, TypeError):

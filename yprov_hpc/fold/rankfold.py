@@ -18,7 +18,7 @@ from typing import Any
 from yprov_hpc.fold.index import Frame, read_batch
 from yprov_hpc.fold.markers import RankMarker
 from yprov_hpc.fold.series import SeriesColumns
-from yprov_hpc.wire.blocks import Block, drop_leading, event_count, read_block
+from yprov_hpc.wire.blocks import Block, drop_leading, event_count, is_block, read_block
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_NAME_CHARS,
@@ -159,9 +159,9 @@ class RankDelivery:
         """Events the rank numbered that no journal or spool holds."""
         return sum(last - first + 1 for _, first, last in self.gaps) + self.missing_at_end
 
-    def bad(self, reason: str) -> None:
-        """Count one event that was skipped, keeping the first reasons."""
-        self.bad_events += 1
+    def bad(self, reason: str, events: int = 1) -> None:
+        """Count skipped events (a bad block: the events it claims), keeping the first reasons."""
+        self.bad_events += events
         if len(self.bad_reasons) < MAX_REASONS:
             self.bad_reasons.append(reason)
 
@@ -175,9 +175,9 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
     value, ts = cols.value.append, cols.ts_ns.append
     metric, low, high, max_name = int(Kind.METRIC), -INT64_MAX - 1, INT64_MAX, MAX_NAME_CHARS
     mark, nan, marks = int(Kind.MARK), math.nan, fold.marks.append
-    block = int(Kind.METRICS)
     n = 0
     last = fold.last_ns
+    before_items = before_events = 0  # where the last bad event was: its seq, in linear time
     for i, ev in enumerate(events):
         if (
             type(ev) is list
@@ -226,7 +226,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
             n += 1
             continue
         try:
-            if type(ev) is list and len(ev) == 6 and ev[0] == block:
+            if is_block(ev):
                 b = read_block(ev)
                 _fold_block(cols, b)
                 n += len(b.names)
@@ -236,8 +236,11 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
         except UnknownKind as exc:
             fold.unknown_kinds[exc.kind] = fold.unknown_kinds.get(exc.kind, 0) + 1
             continue
-        except EventError as exc:
-            delivery.bad(f"stream {stream:x} seq {seq + event_count(events[:i])}: {exc.reason}")
+        except (EventError, RecursionError) as exc:
+            before_events += event_count(events[before_items:i])
+            before_items = i
+            reason = exc.reason if isinstance(exc, EventError) else "nested too deep"
+            delivery.bad(f"stream {stream:x} seq {seq + before_events}: {reason}", event_count([ev]))
             continue
         fold.add(rec)
     fold.events += n
@@ -264,29 +267,41 @@ def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tupl
         by_stream[fr.stream].append(fr)
     for stream, items in sorted(by_stream.items()):
         items.sort(key=lambda f: (f.seq_start, -f.n_events))
-        expected = 0
-        for fr in items:
-            end = fr.seq_start + fr.n_events
-            if end <= expected:
-                delivery.duplicates += fr.n_events
-                continue
-            skip = max(0, expected - fr.seq_start)
-            if fr.seq_start > expected:
-                delivery.gaps.append((stream, expected, fr.seq_start - 1))
-            events = read_batch(fr)
-            if events is None:
-                delivery.malformed_batches += 1
-                delivery.gaps.append((stream, fr.seq_start + skip, end - 1))
-                expected = max(expected, end)
-                continue
-            delivery.duplicates += skip
-            _fold_events(fold, delivery, drop_leading(events, skip), stream, fr.seq_start + skip)
-            delivery.events += fr.n_events - skip
-            expected = end
+        expected = _fold_stream(fold, delivery, stream, items)
         sent = delivery.done.get("delivery", {}).get("events")
         if delivery.done.get("stream") == stream and type(sent) is int and sent > expected:
             delivery.missing_at_end += sent - expected
     return fold, delivery
+
+
+def _fold_stream(fold: RankFold, delivery: RankDelivery, stream: int, items: list[Frame]) -> int:
+    """Fold one stream's frames in sequence order; the next sequence number expected after it.
+
+    A frame that cannot be decoded covers nothing: another copy of its range (a resend, the
+    spool, the aggregator's journal) may still be read; what no readable frame covers is a gap."""
+    expected = 0
+    unreadable_end = 0  # the furthest sequence number claimed by a frame that could not be read
+    for fr in items:
+        end = fr.seq_start + fr.n_events
+        if end <= expected:
+            delivery.duplicates += fr.n_events
+            continue
+        events = read_batch(fr)
+        if events is None:
+            delivery.malformed_batches += 1
+            unreadable_end = max(unreadable_end, end)
+            continue
+        skip = max(0, expected - fr.seq_start)
+        if fr.seq_start > expected:
+            delivery.gaps.append((stream, expected, fr.seq_start - 1))
+        delivery.duplicates += skip
+        _fold_events(fold, delivery, drop_leading(events, skip), stream, fr.seq_start + skip)
+        delivery.events += fr.n_events - skip
+        expected = end
+    if unreadable_end > expected:
+        delivery.gaps.append((stream, expected, unreadable_end - 1))
+        expected = unreadable_end
+    return expected
 
 
 def rank_problems(fold: RankFold, delivery: RankDelivery) -> list[str]:

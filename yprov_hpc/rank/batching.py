@@ -15,6 +15,7 @@ that does not fit alone is returned as ``oversized`` for the spool.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from itertools import repeat, starmap
 from yprov_hpc.core.config import DEFAULT_MAX_BUFFER_BYTES
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, encode_batch
 from yprov_hpc.wire.records import Event
+
+log = logging.getLogger("yprov_hpc")
 
 __all__ = ["DEFAULT_MAX_BUFFER_BYTES", "INITIAL_BYTES_PER_EVENT", "BufferBound", "Cutter", "Piece"]
 
@@ -96,6 +99,7 @@ class Cutter:
         self._max_events = max_events
         self._bound = bound
         self.next_seq = 0
+        self.unencodable = 0  # events that could not be packed: lost, counted, reported
         self.pack_s = 0.0  # wall time spent popping and packing (the GIL is held throughout)
 
     def batch_size(self, available: int) -> int:
@@ -115,9 +119,26 @@ class Cutter:
 
     def _pack(self, events: list[Event], fits: list[Piece], oversized: list[Piece]) -> None:
         seq = self.next_seq
-        header, body = encode_batch(  # trusted: the run's verbs checked every field of its events
-            self._run_id, self._rank, self._node, self._stream, seq, events, time.time_ns(), trusted=True
-        )
+        try:
+            header, body = encode_batch(  # trusted: the run's verbs checked every field of its events
+                self._run_id, self._rank, self._node, self._stream, seq, events, time.time_ns(), trusted=True
+            )
+        except Exception as exc:  # a value msgpack cannot pack (a lone surrogate in a file name...)
+            if len(events) > 1:  # find the event(s) at fault; the others go on
+                half = len(events) // 2
+                self._pack(events[:half], fits, oversized)
+                self._pack(events[half:], fits, oversized)
+                return
+            self.unencodable += 1
+            if self.unencodable == 1:
+                log.error(
+                    "yprov: an event of kind %s could not be encoded (%s: %.200s); it is lost and"
+                    " counted in events_lost",
+                    events[0][0] if events and events[0] else "?",
+                    type(exc).__name__,
+                    exc,
+                )
+            return
         if len(body) > MAX_MESSAGE_BYTES and len(events) > 1:
             half = len(events) // 2
             self._pack(events[:half], fits, oversized)

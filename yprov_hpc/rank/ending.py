@@ -277,7 +277,10 @@ def _delivery_problems(report: RunReport, config: Config, root_id: tuple[int, in
         )
     lost = int(getattr(stats, "events_lost", 0) or 0)  # counted by Senders that track it
     if lost:
-        report.problems.append(f"{lost} events could not be written anywhere (sidecar and spool failed)")
+        report.problems.append(
+            f"{lost} events could not be kept (the buffer past its hard cap, a failed spool, or an"
+            " event that could not be encoded: see the log)"
+        )
     refused = int(getattr(stats, "events_refused", 0) or 0)
     if refused:
         reasons = "; ".join(str(r) for r in list(getattr(stats, "refusals", []) or [])[:3])

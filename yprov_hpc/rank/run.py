@@ -157,7 +157,7 @@ class Run:
         """Record one value of a metric series (NaN and inf are kept)."""
         if not self._active:
             raise NoActiveRunError("log_metric", "the run has ended")
-        if type(key) is not str or not 0 < len(key) <= 1024:  # wire.records.MAX_NAME_CHARS
+        if type(key) is not str or not 0 < len(key) <= 1024 or not key.isascii():  # MAX_NAME_CHARS; UTF-8
             key = name_value("log_metric", key)
         if type(value) is not float:
             value = metric_value(key, value)

@@ -260,12 +260,12 @@ class Sender:
                     return
                 if self._window.full():
                     return  # a healthy, busy sidecar: wait for acks; the bounded buffer holds the rest
-                fits, oversized = self._cutter.cut(self.buffer, self._cutter.batch_size(todo))
+                n = self._cutter.batch_size(todo)
+                fits, oversized = self._cutter.cut(self.buffer, n)
+                todo -= n  # popped: sent, spilled, or (could not be encoded) counted as lost
                 for piece in fits:
-                    todo -= piece.n_events
                     self._send_new(socket, piece)
                 for piece in oversized:
-                    todo -= piece.n_events
                     self._spill(piece.header, piece.body, piece.n_events)
                 time.sleep(0)  # offer the GIL to the training thread between batches
 
@@ -353,9 +353,10 @@ class Sender:
         """Cut up to ``n_events`` buffered events into batches and spill them (lock held)."""
         todo = min(n_events, len(self.buffer))
         while todo > 0:
-            fits, oversized = self._cutter.cut(self.buffer, self._cutter.batch_size(todo))
+            n = self._cutter.batch_size(todo)
+            fits, oversized = self._cutter.cut(self.buffer, n)
+            todo -= n
             for piece in fits + oversized:
-                todo -= piece.n_events
                 self.stats.events += piece.n_events
                 self.stats.batches += 1
                 self._spill(piece.header, piece.body, piece.n_events)
@@ -396,12 +397,13 @@ class Sender:
         self.stats.buffer_limit = self.limit
 
     def _report_lost(self) -> None:
-        lost = self.stats.events_lost = self._dropped + self._spool.events_lost
+        lost = self.stats.events_lost = self._dropped + self._spool.events_lost + self._cutter.unencodable
         if lost > self._lost_reported:
             if self._lost_reported == 0:
                 log.error(
                     "yprov: rank %d: %d events could not be kept (buffer past its hard cap of %d"
-                    " events, or the spool could not be written); they are counted in events_lost",
+                    " events, the spool could not be written, or an event could not be encoded);"
+                    " they are counted in events_lost",
                     self._rank,
                     lost,
                     self._hard_cap,

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from yprov_hpc.core.context import Context
+from yprov_hpc.core.context import UTF8_EXPECTED, Context, utf8_encodable
 from yprov_hpc.core.errors import InvalidArgumentError, InvalidKeyError, LimitExceededError, MetricValueError
 from yprov_hpc.wire.records import INT64_MAX, MAX_NAME_CHARS, MAX_TEXT_CHARS, EventError, check_plain
 
@@ -49,6 +49,8 @@ def name_value(call: str, key: Any) -> str:
         raise InvalidKeyError(call, key)
     if len(key) > MAX_NAME_CHARS:
         raise LimitExceededError(call, "name", key, f"at most {MAX_NAME_CHARS} characters")
+    if not key.isascii() and not utf8_encodable(key):
+        raise InvalidKeyError(call, key, UTF8_EXPECTED)
     return key
 
 

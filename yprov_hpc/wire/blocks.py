@@ -29,7 +29,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from yprov_hpc.wire.records import INT64_MAX, MAX_NAME_CHARS, EventError, Kind, check_events
+from yprov_hpc.wire.records import INT64_MAX, MAX_NAME_CHARS, EventError, Kind, check_events, preview
 
 __all__ = [
     "MIN_BLOCK_EVENTS",
@@ -39,6 +39,7 @@ __all__ = [
     "drop_leading",
     "event_count",
     "expand",
+    "is_block",
     "pack_items",
     "read_block",
     "tail_metrics",
@@ -89,8 +90,10 @@ def _block(
         cols = columns or list(zip(*events, strict=False))
         _, ts, names, values, contexts, steps = cols  # 6 columns, each as long as the shortest event
         if not trusted:
-            if set(map(type, values)) != {float} or min(ts) < 0:  # array("d") would coerce an int
-                return None
+            if set(map(len, events)) != {6} or set(map(type, ts)) != {int} or min(ts) < 0:
+                return None  # zip would cut a longer event short; array("q") takes a bool
+            if set(map(type, values)) != {float} or not set(map(type, steps)) <= _STEP_TYPES:
+                return None  # array("d") would coerce an int, array("q") a bool
             _check_names(names, len(names), "names", optional=False)
             _check_names(contexts, len(names), "contexts", optional=True)
         return [
@@ -170,7 +173,7 @@ def _check_names(values: Any, n: int, what: str, *, optional: bool) -> None:
             continue
         if optional and s is None:
             continue
-        raise EventError(f"metric block {what}: {s!r:.60} is not a str of 1 to {MAX_NAME_CHARS} chars")
+        raise EventError(f"metric block {what}: {preview(s)} is not a str of 1 to {MAX_NAME_CHARS} chars")
 
 
 def _steps(data: Any, n: int) -> list[int | None]:
@@ -188,8 +191,8 @@ def _steps(data: Any, n: int) -> list[int | None]:
 
 def read_block(raw: Any) -> Block:
     """The checked columns of one block item (``EventError`` naming what is wrong)."""
-    if type(raw) is not list or len(raw) != 6 or raw[0] != _METRICS:
-        raise EventError(f"a metric block is an array of 6 items, got {raw!r:.60}")
+    if not is_block(raw):
+        raise EventError(f"a metric block is an array of 6 items, got {preview(raw)}")
     names = raw[2]
     n = len(names) if type(names) is list else 0
     if n < 1:
@@ -203,10 +206,15 @@ def read_block(raw: Any) -> Block:
     return Block(ts, names, values, raw[4], _steps(raw[5], n))
 
 
+def is_block(item: Any) -> bool:
+    """True for a body item that claims to be a metric block (checked or not)."""
+    return type(item) is list and len(item) == 6 and type(item[0]) is int and item[0] == _METRICS
+
+
 def _size(item: Any) -> int:
     """Events one body item stands for (a bad block whose names are no array counts one:
     ``read_block`` refuses it anyway)."""
-    if type(item) is list and len(item) == 6 and item[0] == _METRICS and type(item[2]) is list:
+    if is_block(item) and type(item[2]) is list:
         return max(1, len(item[2]))
     return 1
 
@@ -233,7 +241,7 @@ def drop_leading(items: list[Any], k: int) -> list[Any]:
         try:
             block = read_block(item)
         except EventError:
-            return rest  # a bad block is bad wherever it is cut: dropped with the duplicates
+            return [item, *rest]  # a bad block is bad wherever it is cut: its reader reports it
         return [_cut(block, k - seen), *rest]
     return []
 
@@ -255,7 +263,7 @@ def tail_metrics(items: list[Any], k: int) -> Tail:
     for item in reversed(items):
         if got >= k:
             break
-        if type(item) is list and len(item) == 6 and item[0] == _METRICS:
+        if is_block(item):
             m = min(k - got, len(item[2]))
             steps = item[5]
             if type(steps) is bytes:
@@ -268,7 +276,7 @@ def tail_metrics(items: list[Any], k: int) -> Tail:
             ts = _column(item[1][-8 * m :], m, "q", "timestamps").tolist()
             chunks.append((item[2][-m:], values, steps, ts))
             got += m
-        elif item[0] == _METRIC:
+        elif type(item[0]) is int and item[0] == _METRIC:
             chunks.append(([item[2]], [item[3]], [item[5]], [item[1]]))
             got += 1
     tail = Tail([], [], [], [])
@@ -298,7 +306,7 @@ def expand(items: list[Any]) -> list[Any]:
     left as it is, for the reader's own check to report."""
     out: list[Any] = []
     for item in items:
-        if type(item) is list and len(item) == 6 and item[0] == _METRICS:
+        if is_block(item):
             try:
                 b = read_block(item)
             except EventError:

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from yprov_hpc.core.errors import DecodeError
-from yprov_hpc.wire.blocks import event_count, pack_items
+from yprov_hpc.wire.blocks import event_count, is_block, pack_items
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_INFO_ITEMS,
@@ -29,6 +29,7 @@ from yprov_hpc.wire.records import (
     BatchHeader,
     Event,
     Reply,
+    preview,
 )
 
 __all__ = [
@@ -96,9 +97,11 @@ def decode_header(data: bytes) -> BatchHeader:
         raise DecodeError(f"header is a {type(obj).__name__}, not an array")
     version, msg = obj[0], obj[1]
     if version not in SUPPORTED_VERSIONS:
-        raise DecodeError(f"unknown schema version {version!r} (supported: {sorted(SUPPORTED_VERSIONS)})")
+        raise DecodeError(
+            f"unknown schema version {preview(version)} (supported: {sorted(SUPPORTED_VERSIONS)})"
+        )
     if msg != MSG_BATCH:
-        raise DecodeError(f"message type {msg!r} is not a batch")
+        raise DecodeError(f"message type {preview(msg)} is not a batch")
     if len(obj) != _HEADER_LEN:
         raise DecodeError(f"batch header has {len(obj)} fields, expected {_HEADER_LEN}")
     _, _, run_id, rank, node, stream, seq_start, n_events, sent = obj
@@ -119,14 +122,56 @@ def decode_header(data: bytes) -> BatchHeader:
     return BatchHeader(version, run_id, rank, node, stream, seq_start, n_events, sent)
 
 
+# Bodies up to this size decode as they are: a byte of msgpack becomes at most ~72 bytes of
+# Python objects (an empty array), so at most ~75 MB. Larger bodies decode with a count of every
+# object built, stopped past OBJECTS_PER_EVENT per event of the header plus OBJECTS_FIXED.
+PLAIN_DECODE_BYTES = 1 << 20
+OBJECTS_PER_EVENT = 16
+OBJECTS_FIXED = 1_000_000
+
+
+class _TooManyObjects(Exception):
+    pass
+
+
+def _counting_hooks(budget: int) -> dict[str, Any]:
+    """msgpack hooks that count the objects of every array and map as it is built, and stop
+    the decoder once ``budget`` is spent (one container of at most ``max_array_len`` items is
+    the most built beyond it)."""
+    left = [budget]
+
+    def count(container: Any) -> Any:
+        left[0] -= len(container) + 1
+        if left[0] < 0:
+            raise _TooManyObjects
+        return container
+
+    return {"list_hook": count, "object_hook": count}
+
+
 def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
     """Decode a batch body and check it against its header."""
-    obj = _unpack(data, "body", _BODY_LIMITS)
+    if len(data) <= PLAIN_DECODE_BYTES:
+        obj = _unpack(data, "body", _BODY_LIMITS)
+    else:
+        budget = OBJECTS_PER_EVENT * header.n_events + OBJECTS_FIXED
+        try:
+            obj = msgpack.unpackb(
+                data, raw=False, strict_map_key=False, **_BODY_LIMITS, **_counting_hooks(budget)
+            )
+        except _TooManyObjects:
+            raise DecodeError(
+                f"body of {len(data)} bytes holds more than {budget} objects for {header.n_events} events"
+            ) from None
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise DecodeError(f"body is not msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, list):
         raise DecodeError(f"body is a {type(obj).__name__}, not an array")
     if header.version < 3:
         if len(obj) != header.n_events:
             raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
+        if any(map(is_block, obj)):
+            raise DecodeError("metric blocks need schema version 3")
     elif len(obj) > header.n_events or event_count(obj) != header.n_events:
         raise DecodeError(f"body holds {event_count(obj)} events, header says {header.n_events}")
     return obj
@@ -152,14 +197,14 @@ def decode_reply(data: bytes) -> Reply:
         raise DecodeError(f"reply of {len(data)} bytes is larger than {_MAX_HEADER_BYTES}")
     obj = _unpack(data, "reply")
     if not isinstance(obj, list) or len(obj) < 5 or obj[0] not in SUPPORTED_VERSIONS:
-        raise DecodeError(f"not a reply: {obj!r:.80}")
+        raise DecodeError(f"not a reply: {preview(obj)}")
     if not all(type(i) is int for i in obj[2:5]):
-        raise DecodeError(f"reply fields have wrong types: {obj!r:.80}")
+        raise DecodeError(f"reply fields have wrong types: {preview(obj)}")
     if obj[1] == MSG_ACK and len(obj) == 5:
         return Reply(obj[2], obj[3], obj[4])
     if obj[1] == MSG_NACK and len(obj) == 6 and isinstance(obj[5], str):
         return Reply(obj[2], obj[3], obj[4], refused=obj[5][:_MAX_REASON_CHARS] or "refused")
-    raise DecodeError(f"not a reply: {obj!r:.80}")
+    raise DecodeError(f"not a reply: {preview(obj)}")
 
 
 def decode_ack(data: bytes) -> tuple[int, int, int]:
@@ -172,5 +217,5 @@ def decode_ack(data: bytes) -> tuple[int, int, int]:
         or obj[1] != MSG_ACK
         or not all(type(i) is int for i in obj[2:])
     ):
-        raise DecodeError(f"not an ack: {obj!r:.80}")
+        raise DecodeError(f"not an ack: {preview(obj)}")
     return obj[2], obj[3], obj[4]

@@ -23,6 +23,7 @@ event whose fields have the wrong types or are out of range.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -217,6 +218,20 @@ Event = tuple[Any, ...]
 """What the rank's buffer holds: a record, or the same fields as a plain tuple."""
 
 
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel = 3  # a bounded, non-recursive repr: untrusted values may nest 1,000 deep
+_PREVIEW.maxstring = _PREVIEW.maxother = 60
+_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxdict = _PREVIEW.maxset = 6
+
+
+def preview(value: Any) -> str:
+    """A short repr of an untrusted value, for error reasons (never recursion-deep, never long)."""
+    try:
+        return _PREVIEW.repr(value)[:80]
+    except Exception:  # a repr that fails: its type is enough
+        return f"<{type(value).__name__}>"
+
+
 class EventError(ValueError):
     """An event that breaks the schema; ``reason`` says which field and why."""
 
@@ -236,14 +251,14 @@ class UnknownKind(EventError):
 # --- checks ------------------------------------------------------------------------------------
 def _int_in(value: Any, low: int, high: int, what: str) -> int:
     if type(value) is not int or not low <= value <= high:
-        raise EventError(f"{what} must be an int in [{low}, {high}], got {value!r:.60}")
+        raise EventError(f"{what} must be an int in [{low}, {high}], got {preview(value)}")
     return value
 
 
 def _name(value: Any, what: str) -> str:
     if type(value) is not str or not value or len(value) > MAX_NAME_CHARS:
         raise EventError(
-            f"{what} must be a non-empty str of at most {MAX_NAME_CHARS} chars, got {value!r:.60}"
+            f"{what} must be a non-empty str of at most {MAX_NAME_CHARS} chars, got {preview(value)}"
         )
     return value
 
@@ -263,7 +278,7 @@ def _number(value: Any, what: str) -> float:
         return value
     if type(value) is int and abs(value) <= 2**53:
         return float(value)
-    raise EventError(f"{what} must be a float, got {value!r:.60}")
+    raise EventError(f"{what} must be a float, got {preview(value)}")
 
 
 def check_plain(value: Any, what: str, depth: int = 0) -> None:
@@ -288,7 +303,7 @@ def check_plain(value: Any, what: str, depth: int = 0) -> None:
         for key, item in value.items():
             if type(key) is not str or len(key) > MAX_NAME_CHARS:
                 raise EventError(
-                    f"{what}: map keys must be str of at most {MAX_NAME_CHARS} chars, got {key!r:.60}"
+                    f"{what}: map keys must be str of at most {MAX_NAME_CHARS} chars, got {preview(key)}"
                 )
             check_plain(item, what, depth + 1)
     else:
@@ -326,10 +341,10 @@ def _start_info(value: Any) -> dict[str, Any]:
 def decode_event(raw: Any) -> Record:
     """Check one decoded event array and return its typed record; ``EventError`` if it is bad."""
     if (type(raw) is not list and type(raw) is not tuple) or len(raw) < 2:
-        raise EventError(f"an event is an array of at least 2 items, got {raw!r:.60}")
+        raise EventError(f"an event is an array of at least 2 items, got {preview(raw)}")
     kind, ts = raw[0], raw[1]
     if type(kind) is not int:
-        raise EventError(f"event kind must be an int, got {kind!r:.60}")
+        raise EventError(f"event kind must be an int, got {preview(kind)}")
     cls = RECORD_OF_KIND.get(kind)
     if cls is None:
         if kind == Kind.METRICS:
@@ -402,6 +417,7 @@ def check_events(events: list[Any], read_block: Callable[[Any], Any] | None = No
         if (
             type(ev) is list
             and len(ev) == 6
+            and type(ev[0]) is int
             and ev[0] == metric
             and type(ev[1]) is int
             and type(ev[2]) is str
@@ -413,7 +429,13 @@ def check_events(events: list[Any], read_block: Callable[[Any], Any] | None = No
         ):
             continue
         try:
-            if read_block is not None and type(ev) is list and ev and ev[0] == Kind.METRICS:
+            if (
+                read_block is not None
+                and type(ev) is list
+                and ev
+                and type(ev[0]) is int
+                and ev[0] == Kind.METRICS
+            ):
                 read_block(ev)
             else:
                 decode_event(ev)
@@ -421,6 +443,8 @@ def check_events(events: list[Any], read_block: Callable[[Any], Any] | None = No
             continue  # a newer writer's kind: journaled as it is, reported by the merge
         except EventError as exc:
             return f"event {i}: {exc.reason}"
+        except RecursionError:  # defence in depth: no reason may take the sidecar down
+            return f"event {i}: nested too deep"
     return None
 
 
