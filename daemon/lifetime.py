@@ -128,13 +128,25 @@ def _import_merge() -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     try:
+        _arrow_for_the_merge()
         importlib.import_module("yprov_hpc.finalize")
-        importlib.import_module("pyarrow.parquet")  # the series writer's; pyarrow then pulls pandas in
-        importlib.import_module("pandas")
+        importlib.import_module("pyarrow.parquet")  # the series writer's
     except ImportError:
-        pass  # pandas is optional; the merge imports what it needs itself
+        pass  # the merge imports what it needs itself, and reports what is missing
     except Exception as exc:  # the merge will import (and fail) again, and log it there
         log.warning("could not pre-import the merge: %s", exc)
+
+
+def _arrow_for_the_merge() -> None:
+    """pyarrow without its pandas check (0.3-0.5 s of importing pandas that the merge never
+    uses): this process only merges. Once per process; under the prewarm lock."""
+    with _arrow_lock:
+        from yprov_hpc.fold.series import arrow_without_pandas
+
+        arrow_without_pandas()
+
+
+_arrow_lock = threading.Lock()
 
 
 def _missing_markers(layout: RunLayout, world_size: int) -> list[int]:
@@ -177,6 +189,7 @@ def final_merge(layout: RunLayout, node: str, world_size: int) -> bool:
     log.info("merging %d ranks of %s ...", world_size, layout.root.name)
     started = time.monotonic()
     try:
+        _arrow_for_the_merge()
         finalize = importlib.import_module("yprov_hpc.finalize")
         done = finalize.final_merge(layout.root, by=f"sidecar {node}", if_stale=True)
     except Exception:  # the merge is the last thing this process does: log it whole, exit cleanly

@@ -25,9 +25,10 @@ ALLOWED: dict[str, set[str]] = {
     "daemon": {"core", "wire", "finalize", "daemon"},
 }
 # single modules a stage may use beyond its stages: the sidecar names its node as the ranks do
-# and yProv4ML's getters read finished runs (called by the user, never from the training loop)
+# and readies pyarrow for its merge; yProv4ML's getters read finished runs (called by the user,
+# never from the training loop)
 EXTRA_MODULES: dict[str, set[str]] = {
-    "daemon": {"yprov_hpc.rank.discovery"},
+    "daemon": {"yprov_hpc.rank.discovery", "yprov_hpc.fold.series"},
     "api": {"yprov_hpc.read.load"},
 }
 # top-level modules and packages outside the stage folders; the yProv4ML compatibility names

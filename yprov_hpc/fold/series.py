@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,33 @@ class Summary:
     last: float
     first_ns: int
     last_ns: int
+
+
+class _NoPandas:
+    """A meta path finder that makes ``import pandas`` fail, while it is installed."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas":
+            raise ModuleNotFoundError("pandas is not used by the merge", name="pandas")
+
+
+def arrow_without_pandas() -> Any:
+    """``pyarrow``, told that pandas is absent, for a process that only merges (the sidecar):
+    pyarrow's first array imports pandas once to recognise DataFrames, 0.3-0.5 s the merge
+    never uses. pandas stays importable for everyone else; pyarrow alone will not use it in this
+    process (``Table.to_pandas`` would then fail here: the merge never calls it)."""
+    if "pandas" in sys.modules:  # already paid for: nothing to save
+        return arrow()
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)  # type: ignore[arg-type]
+    try:
+        pa = arrow()
+        with contextlib.suppress(Exception):  # the C++ converter looks for pandas on its first
+            pa.array([0, None])  # non-empty sequence: let it look now, while it cannot find it
+        return pa
+    finally:
+        sys.meta_path.remove(finder)  # type: ignore[arg-type]
 
 
 def arrow() -> Any:
