@@ -38,6 +38,9 @@ from yprov_hpc.wire.records import MAX_WORLD_SIZE, EventError, RunStart, decode_
 __all__ = ["MergeResult", "load_nodes", "merge_part", "merge_run", "part_nodes"]  # load_nodes: for read/
 
 Window = tuple[int, int]
+# below this many events in all, ranks are merged in the calling process: starting a worker
+# (a spawned interpreter importing pyarrow) costs about what folding 200k events does
+POOL_MIN_EVENTS = 200_000
 
 
 def _experiment_of(index: JournalIndex) -> str | None:
@@ -292,11 +295,12 @@ def merge_part(run_dir: Path, nodes: list[str], workers: int = 1, progress: bool
 
 
 def _run_jobs(jobs: list[_RankJob], workers: int, progress: bool) -> list[RankOutcome]:
-    """Merge every rank, in worker processes when asked (spawned, not forked: the caller may be a
-    training process with threads)."""
+    """Merge every rank, in worker processes when asked and worth it (spawned, not forked: the
+    caller may be a training process with threads)."""
     bar = progress_bar(progress, len(jobs))
     outcomes: list[RankOutcome] = []
-    if workers > 1 and len(jobs) > 1:
+    events = sum(fr.n_events for job in jobs for fr in job.frames)
+    if workers > 1 and len(jobs) > 1 and events >= POOL_MIN_EVENTS:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
