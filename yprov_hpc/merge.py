@@ -26,8 +26,9 @@ from yprov_hpc.fold.markers import JobEnd, Markers, RankMarker, read_job_end, re
 from yprov_hpc.fold.nodes import Settings, finish_nodes, job_end_ns, load_nodes, merge_settings, telemetry
 from yprov_hpc.fold.parts import RankOutcome, node_key, rank_key, read_parts, write_part
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold, fold_rank, rank_problems
-from yprov_hpc.fold.result import MAX_LISTED_MISSING, MergeResult, progress_bar, write_report
+from yprov_hpc.fold.result import MAX_LISTED_MISSING, MergeResult, write_report
 from yprov_hpc.fold.series import build_table, context_spans, summarize, write_series
+from yprov_hpc.fold.workers import Workers
 from yprov_hpc.fold.writers import write_combined, write_document
 from yprov_hpc.prov.collection import CollectionInput, RankEntry, build_collection
 from yprov_hpc.prov.graph import draw_documents
@@ -38,9 +39,6 @@ from yprov_hpc.wire.records import MAX_WORLD_SIZE, EventError, RunStart, decode_
 __all__ = ["MergeResult", "load_nodes", "merge_part", "merge_run", "part_nodes"]  # load_nodes: for read/
 
 Window = tuple[int, int]
-# below this many events in all, ranks are merged in the calling process: starting a worker
-# (a spawned interpreter importing pyarrow) costs about what folding 200k events does
-POOL_MIN_EVENTS = 200_000
 
 
 def _experiment_of(index: JournalIndex) -> str | None:
@@ -236,14 +234,20 @@ def merge_run(
     (``merge_part``) folded exactly these inputs from its part file, fold the others here; the
     output is the same as without."""
     began = time.monotonic()
-    plan = _plan(run_dir)
-    layout, result = plan.layout, plan.result
-    done: dict[int, RankOutcome] = {}
-    if join:
-        done, result.parts_unusable = read_parts(layout, plan.keys)
-        result.from_parts = len(done)
-    todo = [job for job in plan.jobs if job.rank not in done]
-    outcomes = sorted([*done.values(), *_run_jobs(todo, workers, progress)], key=lambda o: o.rank)
+    pool = Workers(_merge_rank, workers)
+    try:
+        if not join:  # a join may find every rank in the parts: no workers then
+            pool.start_for(sorted(RunLayout.open(run_dir).journal_dir.glob("*.journal")))
+        plan = _plan(run_dir)
+        layout, result = plan.layout, plan.result
+        done: dict[int, RankOutcome] = {}
+        if join:
+            done, result.parts_unusable = read_parts(layout, plan.keys)
+            result.from_parts = len(done)
+        todo = [job for job in plan.jobs if job.rank not in done]
+        outcomes = sorted([*done.values(), *pool.run(todo, progress)], key=lambda o: o.rank)
+    finally:
+        pool.close()
     for outcome in outcomes:
         result.documents.append(outcome.document)
         result.ranks[outcome.rank] = outcome.delivery
@@ -282,9 +286,14 @@ def merge_part(run_dir: Path, nodes: list[str], workers: int = 1, progress: bool
     wanted = {safe_name(n) for n in nodes}
     journal_dir = RunLayout.open(run_dir).journal_dir
     paths = [p for p in journal_dir.glob("*.journal") if journal_group(p) in wanted]
-    plan = _plan(run_dir, paths)
-    jobs = [job for job in plan.jobs if safe_name(plan.node_of[job.rank]) in wanted]
-    outcomes = _run_jobs(jobs, workers, progress)
+    pool = Workers(_merge_rank, workers)
+    try:
+        pool.start_for(paths)
+        plan = _plan(run_dir, paths)
+        jobs = [job for job in plan.jobs if safe_name(plan.node_of[job.rank]) in wanted]
+        outcomes = pool.run(jobs, progress)
+    finally:
+        pool.close()
     for node in sorted(wanted):
         mine = [o for o in outcomes if safe_name(plan.node_of[o.rank]) == node]
         write_part(plan.layout, node, plan.layout.experiment, [(plan.keys[o.rank], o) for o in mine])
@@ -292,30 +301,6 @@ def merge_part(run_dir: Path, nodes: list[str], workers: int = 1, progress: bool
     plan.result.ranks = {o.rank: o.delivery for o in outcomes}
     plan.result.seconds = time.monotonic() - began
     return plan.result
-
-
-def _run_jobs(jobs: list[_RankJob], workers: int, progress: bool) -> list[RankOutcome]:
-    """Merge every rank, in worker processes when asked and worth it (spawned, not forked: the
-    caller may be a training process with threads)."""
-    bar = progress_bar(progress, len(jobs))
-    outcomes: list[RankOutcome] = []
-    events = sum(fr.n_events for job in jobs for fr in job.frames)
-    if workers > 1 and len(jobs) > 1 and events >= POOL_MIN_EVENTS:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            for outcome in pool.map(_merge_rank, jobs):
-                outcomes.append(outcome)
-                bar.update(1) if bar is not None else None
-    else:
-        for job in jobs:
-            outcomes.append(_merge_rank(job))
-            bar.update(1) if bar is not None else None
-    if bar is not None:
-        bar.close()
-    return outcomes
 
 
 def _finish_run(
