@@ -161,7 +161,7 @@ def merge(
         create_graph=graph,
         create_svg=svg,
         progress=not quiet and sys.stderr.isatty(),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or _cores(),
         join=join,
     )
     if outcome.skipped:
@@ -187,6 +187,14 @@ def merge(
     sys.exit(0 if result.documents else 1)
 
 
+def _cores() -> int:
+    """The cores this process may run on (a Slurm task's share, not the whole node's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _slurm_share(nodes: list[str]) -> list[str]:
     """This Slurm task's share of ``nodes``: every SLURM_NTASKS-th from SLURM_PROCID (all of
     them outside a step, or when either variable is not a sane number)."""
@@ -203,7 +211,7 @@ def _merge_parts(
     from yprov_hpc.merge import part_nodes
 
     nodes = _slurm_share(part_nodes(run_dir)) if parts == ("auto",) else list(parts)
-    result = part_merge(run_dir, nodes, if_stale=if_stale, workers=workers or os.cpu_count() or 1)
+    result = part_merge(run_dir, nodes, if_stale=if_stale, workers=workers or _cores())
     if not quiet and result is None:
         click.echo(f"{run_dir}: already merged from these journals; no part needed")
     elif not quiet and result is not None:

@@ -14,8 +14,9 @@ from yprov_hpc.fold.series import arrow
 
 __all__ = ["BYTES_PER_EVENT", "POOL_MIN_EVENTS", "Workers"]
 
-# below this many events in all, ranks are merged in the calling process: starting a worker
-# (a spawned interpreter importing pyarrow) costs about what folding 200k events does
+# a worker per this many events at most: starting one (a spawned interpreter importing pyarrow)
+# costs about what folding 200k events does; with fewer than 2 workers, ranks are merged in the
+# calling process
 POOL_MIN_EVENTS = 200_000
 BYTES_PER_EVENT = 40  # in a journal, about (a metric event: 42 bytes in bench_merge_scale)
 
@@ -57,27 +58,28 @@ class Workers(Generic[Job]):
         self.workers = workers
         self._pool: Any = None
 
-    def start(self) -> None:
-        if self._pool is None and self.workers > 1:
+    def _start(self, events: int, ranks: int | None = None) -> None:
+        """Start min(workers, ranks, events / POOL_MIN_EVENTS) workers, if that is 2 or more."""
+        by_events = events // POOL_MIN_EVENTS if POOL_MIN_EVENTS > 0 else self.workers
+        n = min(self.workers, by_events, self.workers if ranks is None else ranks)
+        if self._pool is None and n > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-            for _ in range(self.workers):
+            self._pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+            for _ in range(n):
                 self._pool.submit(_warm, self.fn.__module__)
 
     def start_for(self, paths: list[Path]) -> None:
-        """Start now if the journals hold about POOL_MIN_EVENTS events or more."""
-        if _journal_bytes(paths) >= POOL_MIN_EVENTS * BYTES_PER_EVENT:
-            self.start()
+        """Start now, as many as the journals' size says (about BYTES_PER_EVENT an event)."""
+        self._start(_journal_bytes(paths) // BYTES_PER_EVENT)
 
     def run(self, jobs: list[Job], progress: bool) -> list[RankOutcome]:
         """Merge every rank: in the workers when there are enough events (or they are up)."""
         bar = progress_bar(progress, len(jobs))
         outcomes: list[RankOutcome] = []
-        if len(jobs) > 1 and sum(fr.n_events for job in jobs for fr in job.frames) >= POOL_MIN_EVENTS:
-            self.start()
+        self._start(sum(fr.n_events for job in jobs for fr in job.frames), len(jobs))
         results = self._pool.map(self.fn, jobs) if self._pool is not None and len(jobs) > 1 else None
         for outcome in results if results is not None else map(self.fn, jobs):
             outcomes.append(outcome)
