@@ -80,8 +80,8 @@ def run_dir(finished_run: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def _outputs(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file the merge writes (the report without its timing)."""
+def merge_outputs(run_dir: Path) -> dict[str, str]:
+    """sha256 of every file outside journal/ (the merge report without its timing and path)."""
     out = {}
     for path in sorted(run_dir.rglob("*")):
         if not path.is_file() or "journal" in path.relative_to(run_dir).parts:
@@ -90,6 +90,7 @@ def _outputs(run_dir: Path) -> dict[str, str]:
         if path.name == "merge_report.json":
             report = json.loads(data)
             report.pop("seconds")
+            report.pop("run_dir")
             data = json.dumps(report).encode()
         out[path.relative_to(run_dir).as_posix()] = hashlib.sha256(data).hexdigest()
     return out
@@ -98,7 +99,7 @@ def _outputs(run_dir: Path) -> dict[str, str]:
 def _one_process_merge(run_dir: Path) -> dict[str, str]:
     """The outputs of a plain merge, which are then removed (journals and markers stay)."""
     merge_run(run_dir)
-    reference = _outputs(run_dir)
+    reference = merge_outputs(run_dir)
     for path in list(run_dir.iterdir()):
         if path.name != "journal":
             shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -113,7 +114,7 @@ def test_join_after_every_part_equals_one_merge(run_dir: Path) -> None:
         assert part is not None and sorted(part.ranks) == [r for r, n in RANKS.items() if n == node]
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 4
-    assert _outputs(run_dir) == reference and len(reference) >= 4 * 3 + 2
+    assert merge_outputs(run_dir) == reference and len(reference) >= 4 * 3 + 2
 
 
 def test_join_folds_the_ranks_of_a_missing_part(run_dir: Path) -> None:
@@ -122,7 +123,7 @@ def test_join_folds_the_ranks_of_a_missing_part(run_dir: Path) -> None:
     part_merge(run_dir, ["nodeA"])
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 2
-    assert _outputs(run_dir) == reference
+    assert merge_outputs(run_dir) == reference
 
 
 def test_join_refolds_a_rank_whose_journals_changed_since_its_part(run_dir: Path) -> None:
@@ -153,7 +154,7 @@ def test_stale_join_output_equals_one_merge(run_dir: Path) -> None:
     done["delivery"]["events"] += 5
     marker.write_text(json.dumps(done))
     result = final_merge(run_dir, by="test", join=True).result
-    joined = _outputs(run_dir)
+    joined = merge_outputs(run_dir)
     assert result is not None and result.from_parts == 3 and result.ranks[3].missing_at_end == 5
     assert joined == _one_process_merge(run_dir)
 
@@ -171,7 +172,7 @@ def test_a_damaged_part_file_is_not_used(run_dir: Path, content: bytes) -> None:
     part_path(RunLayout.open(run_dir), "nodeB").write_bytes(content)
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 2
-    assert _outputs(run_dir) == reference
+    assert merge_outputs(run_dir) == reference
 
 
 def test_a_document_changed_after_its_part_is_written_again(run_dir: Path) -> None:
@@ -181,7 +182,7 @@ def test_a_document_changed_after_its_part_is_written_again(run_dir: Path) -> No
     (run_dir / "prov_parts_rank1.json").write_text("{}")
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 3
-    assert _outputs(run_dir) == reference
+    assert merge_outputs(run_dir) == reference
 
 
 def test_a_part_waits_for_a_final_merge_holding_the_lock(run_dir: Path) -> None:

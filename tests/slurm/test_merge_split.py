@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 import time
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PYTHON
+from tests.integration.test_merge_parts import merge_outputs
 from tests.slurm.conftest import EndedJob, alarming_lines, run_dir_of, sbatch, wait_gone
 from yprov_hpc.merge import merge_run
 
@@ -36,22 +35,6 @@ def four_node_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     wait_gone(slurm_conf, job, timeout_s=400)
     return EndedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
-
-
-def _outputs(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file the merge writes (the report without its timing and path)."""
-    out = {}
-    for path in sorted(run_dir.rglob("*")):
-        if not path.is_file() or "journal" in path.relative_to(run_dir).parts:
-            continue
-        data = path.read_bytes()
-        if path.name == "merge_report.json":
-            report = json.loads(data)
-            report.pop("seconds")
-            report.pop("run_dir")
-            data = json.dumps(report).encode()
-        out[path.relative_to(run_dir).as_posix()] = hashlib.sha256(data).hexdigest()
-    return out
 
 
 def test_each_node_folds_its_own_ranks(four_node_job: EndedJob) -> None:
@@ -86,4 +69,4 @@ def test_split_merge_output_equals_one_merge(four_node_job: EndedJob, tmp_path: 
     one_s = time.monotonic() - began
     split = re.search(r"yprov-job: merge took .*", four_node_job.log)
     print(f"\none merge (2 workers): {one_s * 1000:.0f} ms; split: {split.group(0) if split else '?'}")
-    assert _outputs(copy) == _outputs(four_node_job.run_dir)
+    assert merge_outputs(copy) == merge_outputs(four_node_job.run_dir)
