@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import PYTHON, entity, load, python_env
 from tests.integration.sidecar_proc import start_sidecar
@@ -182,6 +184,34 @@ def test_a_document_changed_after_its_part_is_written_again(run_dir: Path) -> No
     (run_dir / "prov_parts_rank1.json").write_text("{}")
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 3
+    assert merge_outputs(run_dir) == reference
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    parts=st.sets(st.sampled_from(["nodeA", "nodeB"])),
+    damaged=st.sets(st.sampled_from(sorted(RANKS))),
+    order=st.permutations(["nodeA", "nodeB"]),
+)
+def test_any_parts_in_any_order_join_to_one_merge(
+    finished_run: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    parts: set[str],
+    damaged: set[int],
+    order: list[str],
+) -> None:
+    """Whichever parts ran, in whichever order, and whichever rank documents were damaged
+    after them, the join writes what one merge writes and takes exactly the intact ranks."""
+    run_dir = tmp_path_factory.mktemp("any") / finished_run.name
+    shutil.copytree(finished_run, run_dir, ignore=shutil.ignore_patterns("*.sock"))
+    reference = _one_process_merge(run_dir)
+    for node in (n for n in order if n in parts):
+        part_merge(run_dir, [node])
+    for rank in damaged:
+        (run_dir / f"prov_parts_rank{rank}.json").write_text("{}")
+    joined = final_merge(run_dir, by="test", join=True).result
+    expected = {r for r, n in RANKS.items() if n in parts} - damaged
+    assert joined is not None and joined.from_parts == len(expected)
     assert merge_outputs(run_dir) == reference
 
 
