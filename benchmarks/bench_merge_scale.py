@@ -2,19 +2,27 @@
 the sidecars write them (frames of 1000-event batches), then `yprov merge` timed with its peak RSS.
 
     python benchmarks/bench_merge_scale.py --ranks 512 --points 100000 [--workers 2] [--keep DIR]
+        [--mark-every 0] [--split K]
 
 Each rank logs 10 metrics round-robin, one event per step, with a system and a carbon mark every
 10 steps; each node has 1 Hz system samples over the run (1 step = 1 ms of simulated time). The
 journals are generated directly (a live run of 51M events through sidecars would take the
 sidecars' ingest time, measured separately by bench_sidecar_ingest.py).
+
+CPU seconds (the merging process and its workers) are printed beside the wall time: on a shared
+machine the wall time also counts other processes' load, the CPU time does not. ``--split K``
+then merges the same journals split as on K nodes: K concurrent ``python -m yprov_hpc.finalize
+--part`` processes (one worker each, the nodes dealt round-robin), then the join.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,6 +107,35 @@ def generate(root: Path, ranks: int, points: int, mark_every: int) -> int:
     return total
 
 
+def _cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def split_merge(root: Path, parts: int, workers: int) -> dict[str, float]:
+    """Parts as ``parts`` concurrent processes, then the join; wall seconds of each stage."""
+    from yprov_hpc.merge import part_nodes
+
+    nodes = part_nodes(root)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    t = time.perf_counter()
+    procs = []
+    for k in range(parts):
+        mine = [arg for node in nodes[k::parts] for arg in ("--part", node)]
+        command = [sys.executable, "-m", "yprov_hpc.finalize", str(root), *mine]
+        procs.append(subprocess.Popen(command, env=env))
+    failed = [p.args for p in procs if p.wait() != 0]
+    parts_s = time.perf_counter() - t
+    t = time.perf_counter()
+    joined = merge_run(root, create_svg=False, workers=workers, join=True)
+    return {
+        "parts_s": round(parts_s, 1),
+        "join_s": round(time.perf_counter() - t, 1),
+        "ranks_from_parts": joined.from_parts,
+        "failed_parts": len(failed),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +147,7 @@ def main() -> None:
         "--mark-every", type=int, default=10, help="a system and a carbon mark every N steps (0: none)"
     )
     parser.add_argument("--keep", type=Path, default=None, help="generate here and keep it")
+    parser.add_argument("--split", type=int, default=0, help="then merge as K node parts + the join")
     args = parser.parse_args()
     base = args.keep or Path(tempfile.mkdtemp())
     root = base / "scale_scale"
@@ -117,9 +155,9 @@ def main() -> None:
     events = generate(root, args.ranks, args.points, args.mark_every)
     gen_s = time.perf_counter() - t
     journal_mb = sum(p.stat().st_size for p in (root / "journal").glob("*.journal")) / 1e6
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     result = merge_run(root, create_svg=False, workers=args.workers)
-    merge_s = time.perf_counter() - t
+    merge_s, merge_cpu_s = time.perf_counter() - t, _cpu_s() - cpu
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
@@ -133,11 +171,14 @@ def main() -> None:
                 "generate_s": round(gen_s, 1),
                 "workers": args.workers,
                 "merge_s": round(merge_s, 1),
+                "merge_cpu_s": round(merge_cpu_s, 1),
+                "load_average_1min": round(os.getloadavg()[0], 2),
                 "peak_rss_mb_merge_process": round(self_mb),
                 "peak_rss_mb_largest_worker": round(child_mb),
                 "documents": len(result.documents),
                 "problems": result.problems[:3],
                 "missing_events": sum(len(d.gaps) for d in result.ranks.values()),
+                **(split_merge(root, args.split, args.workers) if args.split else {}),
             },
             indent=2,
         )

@@ -120,25 +120,49 @@ def sidecar(args: tuple[str, ...]) -> None:
     is_flag=True,
     help="Do nothing if the journals are unchanged since the last recorded merge.",
 )
+@click.option(
+    "--part",
+    "parts",
+    multiple=True,
+    metavar="NODE",
+    help="Fold only NODE's ranks and write its part file (repeatable); 'auto': this Slurm task's "
+    "share of the run's nodes. Then run --join.",
+)
+@click.option("--join", is_flag=True, help="Merge, taking every rank a --part folded from its part file.")
 def merge(
-    run_dir: Path, graph: bool | None, svg: bool | None, quiet: bool, workers: int | None, if_stale: bool
+    run_dir: Path,
+    graph: bool | None,
+    svg: bool | None,
+    quiet: bool,
+    workers: int | None,
+    if_stale: bool,
+    parts: tuple[str, ...],
+    join: bool,
 ) -> None:
     """Merge RUN_DIR's journals and spools into per-rank PROV-JSON and the collection.
 
     Safe to re-run, and to run on partial data: missing ranks and lost events are reported
     here, in merge_report.json and in the collection document. Merges of one run take turns
     (a lock in the run's journal directory), so the last one to finish read the most.
+    On N nodes, split it: `--part NODE` on each node (side by side), then `--join` once; the
+    join folds itself every rank whose part is missing or stale, and writes what one merge would.
     """
     from yprov_hpc.finalize import final_merge
 
+    if parts and join:
+        raise UserError("--part and --join are two steps: run the parts, then the join")
+    if parts:
+        _merge_parts(_run_dir(run_dir), parts, quiet, workers, if_stale)
+        return
     outcome = final_merge(
         _run_dir(run_dir),
-        by="yprov merge",
+        by="yprov merge --join" if join else "yprov merge",
         if_stale=if_stale,
         create_graph=graph,
         create_svg=svg,
         progress=not quiet and sys.stderr.isatty(),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or _cores(),
+        join=join,
     )
     if outcome.skipped:
         if not quiet:
@@ -152,11 +176,49 @@ def merge(
     if not quiet:
         events = sum(d.events for d in result.ranks.values())
         click.echo(f"merged {len(result.documents)} rank(s), {events} events in {result.seconds:.2f} s")
+        if join:
+            click.echo(f"joined: {result.from_parts} rank(s) from the nodes' parts, the rest folded here")
+        for line in result.parts_unusable:
+            click.secho(f"part not used: {line}", fg="yellow", err=True)
         if result.collection:
             click.echo(f"collection: {result.collection}")
         for doc in result.documents:
             click.echo(f"rank document: {doc}")
     sys.exit(0 if result.documents else 1)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a Slurm task's share, not the whole node's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _slurm_share(nodes: list[str]) -> list[str]:
+    """This Slurm task's share of ``nodes``: every SLURM_NTASKS-th from SLURM_PROCID (all of
+    them outside a step, or when either variable is not a sane number)."""
+    procid, ntasks = os.environ.get("SLURM_PROCID", ""), os.environ.get("SLURM_NTASKS", "")
+    if not (procid.isdigit() and ntasks.isdigit() and 0 <= int(procid) < int(ntasks) <= 1_000_000):
+        return nodes
+    return nodes[int(procid) :: int(ntasks)]
+
+
+def _merge_parts(
+    run_dir: Path, parts: tuple[str, ...], quiet: bool, workers: int | None, if_stale: bool
+) -> None:
+    from yprov_hpc.finalize import part_merge
+    from yprov_hpc.merge import part_nodes
+
+    nodes = _slurm_share(part_nodes(run_dir)) if parts == ("auto",) else list(parts)
+    result = part_merge(run_dir, nodes, if_stale=if_stale, workers=workers or _cores())
+    if not quiet and result is None:
+        click.echo(f"{run_dir}: already merged from these journals; no part needed")
+    elif not quiet and result is not None:
+        click.echo(
+            f"part {' '.join(nodes) or '(no nodes)'}: folded {len(result.documents)} rank(s) "
+            f"in {result.seconds:.2f} s"
+        )
 
 
 @main.command()

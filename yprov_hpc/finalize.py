@@ -8,7 +8,14 @@ after the one before it finished, so an older merge can never write last. Each c
 is recorded in ``journal/merge.state.json`` with the snapshot of the journals it read; with
 ``if_stale=True`` a merger whose journals are unchanged since that merge does nothing.
 
-``python -m yprov_hpc.finalize RUN_DIR --by WHO`` runs it as its own process.
+A merge can be split across nodes (``fold.parts``): ``part_merge`` folds one node's ranks and
+writes their documents and a part file, under a *shared* lock (parts run side by side, never
+during a final merge); the join is a ``final_merge(join=True)``, which takes from the part files
+every rank whose inputs are unchanged and folds the rest itself, so its output is the one of a
+merge in one process, whatever parts ran, failed or went stale.
+
+``python -m yprov_hpc.finalize RUN_DIR --by WHO [--part NODE | --join]`` runs it as its own
+process.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from pathlib import Path
 
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.core.merge_state import MergeState, journal_snapshot, read_merge_state, write_merge_state
-from yprov_hpc.merge import MergeResult, merge_run
+from yprov_hpc.merge import MergeResult, merge_part, merge_run
 
-__all__ = ["FinalMerge", "MergeLockTimeout", "final_merge"]
+__all__ = ["FinalMerge", "MergeLockTimeout", "final_merge", "part_merge"]
 
 
 class MergeLockTimeout(TimeoutError):
@@ -41,12 +48,12 @@ class FinalMerge:
     skipped: bool
 
 
-def _lock(path: Path, timeout_s: float | None) -> int:
+def _lock(path: Path, timeout_s: float | None, shared: bool = False) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             return fd
         except BlockingIOError:
             if deadline is not None and time.monotonic() >= deadline:
@@ -65,6 +72,7 @@ def final_merge(
     progress: bool = False,
     lock_timeout_s: float | None = None,
     create_graph: bool | None = None,
+    join: bool = False,
 ) -> FinalMerge:
     """Merge ``run_dir`` under its merge lock and record the merge; see the module docstring."""
     layout = RunLayout.open(run_dir)
@@ -78,7 +86,12 @@ def final_merge(
             return FinalMerge(None, previous, skipped=True)
         started = time.time_ns()
         result = merge_run(
-            layout.root, create_svg=create_svg, progress=progress, workers=workers, create_graph=create_graph
+            layout.root,
+            create_svg=create_svg,
+            progress=progress,
+            workers=workers,
+            create_graph=create_graph,
+            join=join,
         )
         state = MergeState(
             generation=(previous.generation if previous is not None else 0) + 1,
@@ -101,6 +114,35 @@ def final_merge(
         os.close(fd)  # closing the descriptor releases the flock
 
 
+def part_merge(
+    run_dir: Path,
+    nodes: list[str],
+    *,
+    if_stale: bool = False,
+    workers: int = 1,
+    progress: bool = False,
+    lock_timeout_s: float | None = None,
+) -> MergeResult | None:
+    """One node part of a split merge (``merge.merge_part``) under the shared merge lock; None
+    when ``if_stale`` and the last recorded merge read these very journals (nothing to do)."""
+    layout = RunLayout.open(run_dir)
+    if not layout.journal_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
+    fd = _lock(layout.merge_lock, lock_timeout_s, shared=True)
+    try:
+        previous = read_merge_state(layout)
+        if (
+            if_stale
+            and previous is not None
+            and previous.ok
+            and previous.snapshot == journal_snapshot(layout)
+        ):
+            return None
+        return merge_part(layout.root, nodes, workers=workers, progress=progress)
+    finally:
+        os.close(fd)
+
+
 def _experiment_record(layout: RunLayout, result: MergeResult) -> None:
     """Link this run with the experiment's other runs in its save directory
     (``<save dir>/prov_<experiment>_experiment.json``), when the run directory is named as
@@ -119,14 +161,20 @@ def _experiment_record(layout: RunLayout, result: MergeResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m yprov_hpc.finalize RUN_DIR --by WHO [--if-stale]``: one merge, as a process."""
+    """``python -m yprov_hpc.finalize RUN_DIR --by WHO [--if-stale] [--part NODE | --join]``:
+    one merge (or one node's part of it), as a process."""
     parser = argparse.ArgumentParser(prog="python -m yprov_hpc.finalize")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--by", default="merge process")
     parser.add_argument("--if-stale", action="store_true")
+    parser.add_argument("--part", action="append", default=[], metavar="NODE")
+    parser.add_argument("--join", action="store_true")
     args = parser.parse_args(argv)
     try:
-        outcome = final_merge(args.run_dir, by=args.by, if_stale=args.if_stale)
+        if args.part:
+            part_merge(args.run_dir, args.part, if_stale=args.if_stale)
+            return 0
+        outcome = final_merge(args.run_dir, by=args.by, if_stale=args.if_stale, join=args.join)
     except (OSError, MergeLockTimeout) as exc:
         print(f"yprov: merge of {args.run_dir} failed: {exc}", file=sys.stderr)
         return 1

@@ -11,8 +11,9 @@ and reported, missing ranks and lost events are reported in the output, not rais
 
 from __future__ import annotations
 
+import gc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ from yprov_hpc.core.layout import RunLayout, safe_name
 from yprov_hpc.fold.attribution import NodeTelemetry, mark_metrics, node_attributes
 from yprov_hpc.fold.attribution import rank_energy as rank_energy_of
 from yprov_hpc.fold.carbon import CarbonIntensity
-from yprov_hpc.fold.index import Frame, JournalIndex, index_journals, read_batch
+from yprov_hpc.fold.index import Frame, JournalIndex, index_journals, journal_group, read_batch
 from yprov_hpc.fold.markers import JobEnd, Markers, RankMarker, read_job_end, read_markers
 from yprov_hpc.fold.nodes import Settings, finish_nodes, job_end_ns, load_nodes, merge_settings, telemetry
+from yprov_hpc.fold.parts import RankOutcome, node_key, rank_key, read_parts, write_part
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold, fold_rank, rank_problems
+from yprov_hpc.fold.result import MAX_LISTED_MISSING, MergeResult, write_report
 from yprov_hpc.fold.series import build_table, context_spans, summarize, write_series
+from yprov_hpc.fold.workers import Workers
 from yprov_hpc.fold.writers import write_combined, write_document
 from yprov_hpc.prov.collection import CollectionInput, RankEntry, build_collection
 from yprov_hpc.prov.graph import draw_documents
@@ -32,32 +36,9 @@ from yprov_hpc.prov.rankdoc import RankFiles, build_rank_document, rank_status
 from yprov_hpc.prov.vocab import ncname
 from yprov_hpc.wire.records import MAX_WORLD_SIZE, EventError, RunStart, decode_event
 
-__all__ = ["MergeResult", "load_nodes", "merge_run"]  # load_nodes: for read/
+__all__ = ["MergeResult", "load_nodes", "merge_part", "merge_run", "part_nodes"]  # load_nodes: for read/
 
-MAX_LISTED_MISSING = 1000  # missing ranks listed by number; beyond that, only counted
 Window = tuple[int, int]
-
-
-@dataclass
-class MergeResult:
-    """What a merge wrote and what it found wrong."""
-
-    run_dir: Path
-    documents: list[Path] = field(default_factory=list)
-    collection: Path | None = None
-    combined: Path | None = None
-    graphs: list[Path] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    ranks: dict[int, RankDelivery] = field(default_factory=dict)
-    statuses: dict[int, str] = field(default_factory=dict)  # each rank's status, as documented
-    missing_ranks: list[int] = field(default_factory=list)  # the first MAX_LISTED_MISSING
-    missing_count: int = 0
-    nodes: dict[str, NodeTelemetry] = field(default_factory=dict)
-    telemetry_gaps: list[dict[str, Any]] = field(default_factory=list)
-    journals: list[Any] = field(default_factory=list)  # ReadReport of each journal and spool
-    job_end: JobEnd | None = None
-    malformed_frames: int = 0
-    seconds: float = 0.0
 
 
 def _experiment_of(index: JournalIndex) -> str | None:
@@ -89,18 +70,6 @@ class _RankJob:
     job_end: JobEnd | None
 
 
-@dataclass
-class _RankOutcome:
-    rank: int
-    document: Path
-    document_sha256: str
-    delivery: RankDelivery
-    fold: RankFold
-    status: str
-    window: Window
-    problems: list[str]
-
-
 def _rank_window(fold: RankFold, delivery: RankDelivery) -> Window:
     """The rank's run from its start to its end_run (else its marker's end, else its last event)."""
     start = fold.start_ns if fold.start_ns is not None else min(fold.columns.ts_ns, default=fold.last_ns)
@@ -112,7 +81,27 @@ def _rel(layout: RunLayout, path: Path) -> str:
     return path.relative_to(layout.root).as_posix()
 
 
-def _merge_rank(job: _RankJob) -> _RankOutcome:
+def _merge_rank(job: _RankJob) -> RankOutcome:
+    """One rank's merge with the cyclic garbage collector paused: a fold allocates ~10 objects
+    per event and no cycles, and the collector's passes over them cost ~15 % of the fold."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _merge_rank_files(job)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _max_ts(table: Any) -> int:
+    """The series' last event time (0 when empty), in Arrow rather than a loop over 100k ints."""
+    import pyarrow.compute as pc
+
+    last = pc.max(table["ts_ns"]).as_py() if table.num_rows else None
+    return int(last) if last is not None else 0
+
+
+def _merge_rank_files(job: _RankJob) -> RankOutcome:
     """Fold one rank's batches, join its marks with its node's samples, write its files."""
     layout = RunLayout.open(job.root, job.experiment)
     fold, delivery = fold_rank(job.rank, job.frames, job.marker)
@@ -125,7 +114,7 @@ def _merge_rank(job: _RankJob) -> _RankOutcome:
     for ctx_name, (first, last) in context_spans(table).items():
         span = fold.contexts.setdefault(ctx_name, [first, last])
         span[0], span[1] = min(span[0], first), max(span[1], last)
-    fold.last_ns = max(fold.last_ns, max(fold.columns.ts_ns, default=0))
+    fold.last_ns = max(fold.last_ns, _max_ts(table))
     env_path = layout.environment_file(job.rank)
     env_sha = write_document(env_path, fold.environment)
     doc, problems = build_rank_document(
@@ -145,10 +134,10 @@ def _merge_rank(job: _RankJob) -> _RankOutcome:
     document = layout.rank_document(job.rank)
     sha = write_document(document, doc)
     status = rank_status(fold, delivery, job.job_end)
-    return _RankOutcome(job.rank, document, sha, delivery, fold.slim(), status, window, problems)
+    return RankOutcome(job.rank, document, sha, delivery, fold.slim(), status, window, problems)
 
 
-def _world_size(markers: Markers, index: JournalIndex, outcomes: list[_RankOutcome]) -> int:
+def _world_size(markers: Markers, index: JournalIndex, outcomes: list[RankOutcome]) -> int:
     """The largest world size any rank claims (each claim checked: at most MAX_WORLD_SIZE)."""
     claims = [m.world_size or 1 for m in markers.ranks.values()]
     claims += [o.fold.start.get("world_size") or 1 for o in outcomes]
@@ -167,26 +156,30 @@ def _missing(world_size: int, present: set[int]) -> tuple[list[int], int]:
     return listed, count
 
 
-def merge_run(
-    run_dir: Path,
-    create_svg: bool | None = None,
-    progress: bool = False,
-    workers: int = 1,
-    create_graph: bool | None = None,
-) -> MergeResult:
-    """Merge a run directory's journals and spools into its PROV output; idempotent.
+@dataclass
+class _Plan:
+    """What a merge knows before the per-rank stage: the index, markers, settings, node
+    telemetry, one job per rank, and each rank's key (see ``fold.parts``)."""
 
-    Graphs are drawn when asked: ``create_graph``/``create_svg``, or (None) as any rank's
-    ``end_run(create_graph=..., create_svg=...)`` asked.
+    layout: RunLayout
+    result: MergeResult
+    index: JournalIndex
+    markers: Markers
+    conf: Settings
+    nodes: dict[str, tuple[NodeTelemetry, list[Any]]]
+    node_of: dict[int, str]
+    jobs: list[_RankJob]
+    keys: dict[int, str]
 
-    ``workers`` > 1 merges ranks (and draws their graphs) in that many worker processes; memory
-    stays bounded by one rank's data per worker."""
-    began = time.monotonic()
+
+def _plan(run_dir: Path, paths: list[Path] | None = None) -> _Plan:
+    """Index the journals (only ``paths`` when given), read markers and settings, build every
+    node's telemetry and one job per rank."""
     layout = RunLayout.open(run_dir)
     if not layout.journal_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} has no journal/ directory: not a yprov run directory")
     result = MergeResult(layout.root)
-    index = index_journals(layout.journal_dir)
+    index = index_journals(layout.journal_dir, paths)
     result.journals, result.malformed_frames = index.reports, index.malformed_frames
     result.problems.extend(index.problems)
     layout = RunLayout.open(layout.root, _experiment_of(index) or layout.experiment)
@@ -199,27 +192,69 @@ def merge_run(
     nodes = telemetry(index, conf, result.problems, job_end_ns(markers, index))
     node_of = {r: (m.node or index.node_of(r) or "") for r, m in markers.ranks.items()}
     node_of.update({r: index.node_of(r) or "" for r in index.ranks if r not in node_of})
-    jobs = [
-        _RankJob(
+    node_keys = {
+        n: node_key(n, samples, conf.tdp, (tele.cpu_model, tele.tdp_source))
+        for n, (tele, samples) in nodes.items()
+    }
+    jobs, keys = [], {}
+    for rank in sorted(index.ranks):
+        node = node_of[rank]
+        job = _RankJob(
             layout.root,
             layout.experiment,
             rank,
             index.ranks[rank],
             markers.ranks.get(rank),
-            nodes[node_of[rank]][0] if node_of[rank] in nodes else None,
+            nodes[node][0] if node in nodes else None,
             conf.carbon,
             result.job_end,
         )
-        for rank in sorted(index.ranks)
-    ]
-    outcomes = _run_jobs(jobs, workers, progress)
+        jobs.append(job)
+        keys[rank] = rank_key(
+            job.experiment, rank, job.frames, job.marker, node, node_keys.get(node), job.carbon, job.job_end
+        )
+    return _Plan(layout, result, index, markers, conf, nodes, node_of, jobs, keys)
+
+
+def merge_run(
+    run_dir: Path,
+    create_svg: bool | None = None,
+    progress: bool = False,
+    workers: int = 1,
+    create_graph: bool | None = None,
+    join: bool = False,
+) -> MergeResult:
+    """Merge a run directory's journals and spools into its PROV output; idempotent.
+
+    Graphs are drawn when asked: ``create_graph``/``create_svg``, or (None) as any rank's
+    ``end_run(create_graph=..., create_svg=...)`` asked.
+
+    ``workers`` > 1 merges ranks (and draws their graphs) in that many worker processes; memory
+    stays bounded by one rank's data per worker. ``join``: take each rank whose node's part
+    (``merge_part``) folded exactly these inputs from its part file, fold the others here; the
+    output is the same as without."""
+    began = time.monotonic()
+    pool = Workers(_merge_rank, workers)
+    try:
+        if not join:  # a join may find every rank in the parts: no workers then
+            pool.start_for(sorted(RunLayout.open(run_dir).journal_dir.glob("*.journal")))
+        plan = _plan(run_dir)
+        layout, result = plan.layout, plan.result
+        done: dict[int, RankOutcome] = {}
+        if join:
+            done, result.parts_unusable = read_parts(layout, plan.keys)
+            result.from_parts = len(done)
+        todo = [job for job in plan.jobs if job.rank not in done]
+        outcomes = sorted([*done.values(), *pool.run(todo, progress)], key=lambda o: o.rank)
+    finally:
+        pool.close()
     for outcome in outcomes:
         result.documents.append(outcome.document)
         result.ranks[outcome.rank] = outcome.delivery
         result.statuses[outcome.rank] = outcome.status
         result.problems.extend(outcome.problems)
-    world_size = _world_size(markers, index, outcomes)
-    result.missing_ranks, result.missing_count = _missing(world_size, set(index.ranks))
+    world_size = _world_size(plan.markers, plan.index, outcomes)
+    result.missing_ranks, result.missing_count = _missing(world_size, set(plan.index.ranks))
     if result.missing_count:
         more = (
             f" (and {result.missing_count - len(result.missing_ranks)} more)"
@@ -229,40 +264,49 @@ def merge_run(
         result.problems.append(f"ranks with no events at all: {result.missing_ranks}{more}")
     if result.malformed_frames:
         result.problems.append(f"{result.malformed_frames} malformed frames skipped")
-    _finish_run(layout, result, outcomes, nodes, node_of, conf, world_size)
+    _finish_run(layout, result, outcomes, plan.nodes, plan.node_of, plan.conf, world_size)
     _draw(layout, result, outcomes, create_graph, create_svg, workers)
     result.seconds = time.monotonic() - began
-    _write_report(layout, result, world_size)
+    write_report(layout, result, world_size)
     return result
 
 
-def _run_jobs(jobs: list[_RankJob], workers: int, progress: bool) -> list[_RankOutcome]:
-    """Merge every rank, in worker processes when asked (spawned, not forked: the caller may be a
-    training process with threads)."""
-    bar = _progress(progress, len(jobs))
-    outcomes: list[_RankOutcome] = []
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+def part_nodes(run_dir: Path) -> list[str]:
+    """Every node a merge part can be run for: the (file-name-safe) nodes of the journals."""
+    journal_dir = RunLayout.open(run_dir).journal_dir
+    groups = {journal_group(p) for p in journal_dir.glob("*.journal")}
+    return sorted(g for g in groups if g is not None)
 
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            for outcome in pool.map(_merge_rank, jobs):
-                outcomes.append(outcome)
-                bar.update(1) if bar is not None else None
-    else:
-        for job in jobs:
-            outcomes.append(_merge_rank(job))
-            bar.update(1) if bar is not None else None
-    if bar is not None:
-        bar.close()
-    return outcomes
+
+def merge_part(run_dir: Path, nodes: list[str], workers: int = 1, progress: bool = False) -> MergeResult:
+    """One node part of a split merge (see ``fold.parts``): fold the ranks whose journals are
+    the nodes' (``fold.index.journal_group``), write their documents and series, and one part
+    file per node for the join; no collection, no report."""
+    began = time.monotonic()
+    wanted = {safe_name(n) for n in nodes}
+    journal_dir = RunLayout.open(run_dir).journal_dir
+    paths = [p for p in journal_dir.glob("*.journal") if journal_group(p) in wanted]
+    pool = Workers(_merge_rank, workers)
+    try:
+        pool.start_for(paths)
+        plan = _plan(run_dir, paths)
+        jobs = [job for job in plan.jobs if safe_name(plan.node_of[job.rank]) in wanted]
+        outcomes = pool.run(jobs, progress)
+    finally:
+        pool.close()
+    for node in sorted(wanted):
+        mine = [o for o in outcomes if safe_name(plan.node_of[o.rank]) == node]
+        write_part(plan.layout, node, plan.layout.experiment, [(plan.keys[o.rank], o) for o in mine])
+    plan.result.documents = [o.document for o in outcomes]
+    plan.result.ranks = {o.rank: o.delivery for o in outcomes}
+    plan.result.seconds = time.monotonic() - began
+    return plan.result
 
 
 def _finish_run(
     layout: RunLayout,
     result: MergeResult,
-    outcomes: list[_RankOutcome],
+    outcomes: list[RankOutcome],
     nodes: dict[str, tuple[NodeTelemetry, list[Any]]],
     node_of: dict[int, str],
     conf: Settings,
@@ -336,7 +380,7 @@ def _node_entries(layout: RunLayout, result: MergeResult, silent: list[str]) -> 
 def _draw(
     layout: RunLayout,
     result: MergeResult,
-    outcomes: list[_RankOutcome],
+    outcomes: list[RankOutcome],
     create_graph: bool | None,
     create_svg: bool | None,
     workers: int,
@@ -355,58 +399,3 @@ def _draw(
     written, problems = draw_documents(paths, layout.graph_dir, bool(svg), workers)
     result.graphs.extend(written)
     result.problems.extend(p for p in problems if p not in result.problems)
-
-
-def _progress(enabled: bool, total: int) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    class _Bar:
-        def __init__(self) -> None:
-            self._p = Progress(transient=True)
-            self._p.start()
-            self._task = self._p.add_task("merging ranks", total=total)
-
-        def update(self, n: int) -> None:
-            self._p.update(self._task, advance=n)
-
-        def close(self) -> None:
-            self._p.stop()
-
-    return _Bar()
-
-
-def _write_report(layout: RunLayout, result: MergeResult, world_size: int) -> None:
-    report = {
-        "run_dir": str(layout.root),
-        "world_size": world_size,
-        "seconds": round(result.seconds, 3),
-        "documents": [p.name for p in result.documents],
-        "collection": result.collection.name if result.collection else None,
-        "end_cause": result.job_end.cause if result.job_end is not None else None,
-        "missing_ranks": result.missing_ranks,
-        "missing_ranks_count": result.missing_count,
-        "malformed_frames": result.malformed_frames,
-        "bad_events": sum(d.bad_events for d in result.ranks.values()),
-        "telemetry_gaps": result.telemetry_gaps,
-        "problems": result.problems,
-        "ranks": {
-            str(r): {
-                "events": d.events,
-                "duplicates_dropped": d.duplicates,
-                "gaps": d.gaps,
-                "missing_at_end": d.missing_at_end,
-                "malformed_batches": d.malformed_batches,
-                "bad_events": d.bad_events,
-                "bad_reasons": d.bad_reasons,
-                "status": result.statuses.get(r),
-            }
-            for r, d in sorted(result.ranks.items())
-        },
-        "journals": [
-            {"file": j.path.name, "frames": j.frames, "torn_bytes": j.torn_bytes, "reason": j.reason}
-            for j in result.journals
-        ],
-    }
-    write_document(layout.merge_report, report)

@@ -1,4 +1,4 @@
-"""A real local Slurm cluster (2 emulated nodes), brought up by the project's own script.
+"""A real local Slurm cluster (4 emulated nodes), brought up by the project's own script.
 
 ``YPROV_SLURM_DIR``, ``YPROV_SLURMCTLD_PORT``, ``YPROV_SLURMD_PORT`` and
 ``YPROV_SLURM_FIRST_JOB_ID`` (see scripts/slurm/cluster-up.sh) let a second cluster run beside
@@ -25,13 +25,14 @@ from tests.conftest import PYTHON, ROOT, run_dirs
 SLURM_DIR = Path(os.environ.get("YPROV_SLURM_DIR", "/tmp/yprov-slurm"))
 BATCH_SCRIPT = ROOT / "scripts" / "slurm" / "yprov-job.sbatch"
 TWO_BY_TWO = ("--nodes=2", "--ntasks-per-node=2")
+NODES = 4  # most jobs use 2; the split merge is tested on 4
 
 
 @pytest.fixture(scope="session")
 def slurm_conf() -> Iterator[str]:
     """Start the cluster once for the session (scripts/slurm/cluster-up.sh), stop it at the end."""
     out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "slurm" / "cluster-up.sh"), "2"],
+        ["bash", str(ROOT / "scripts" / "slurm" / "cluster-up.sh"), str(NODES)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -204,3 +205,10 @@ def test_killed_sidecar_is_reported_as_a_telemetry_gap(sidecar_killed_job: Ended
     assert spans and all(g["from_ts_ns"] < g["to_ts_ns"] and g["reason"] for g in spans), report[
         "telemetry_gaps"
     ]
+
+
+def test_the_merge_job_splits_the_merge_into_node_parts(cancelled_job: EndedJob) -> None:
+    """The merge job folds the ranks in node parts on its own nodes; its join takes all four."""
+    merge_log = (cancelled_job.cwd / f"yprov-merge-{cancelled_job.job}.out").read_text()
+    assert re.search(r"^part node1( node2)?: folded", merge_log, re.M), merge_log
+    assert "joined: 4 rank(s) from the nodes' parts" in merge_log, merge_log

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yprov_hpc.core.layout import RunLayout
+from yprov_hpc.fold import workers
 from yprov_hpc.merge import merge_run
 from yprov_hpc.wire.codec import decode_body, decode_header, encode_batch
 from yprov_hpc.wire.journal import JournalWriter
@@ -166,8 +167,11 @@ def test_parent_workflow_run_is_linked(tmp_path: Path, parent: str, expected: st
     assert coll["activity"][expected]["yprov:uri"] == parent
 
 
-def test_parallel_merge_writes_what_a_sequential_one_does(tmp_path: Path) -> None:
+def test_parallel_merge_writes_what_a_sequential_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ranks merged in 2 worker processes give the same documents and series as in-process."""
+    monkeypatch.setattr(workers, "POOL_MIN_EVENTS", 0)  # workers even for this small run
     frames = _rank_batches(0, 200, 17) + _rank_batches(1, 150, 17)
     one, two = tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"
     _write_journals(one, frames, 2)

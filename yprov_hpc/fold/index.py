@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from yprov_hpc.core.errors import DecodeError
+from yprov_hpc.core.layout import safe_name
 from yprov_hpc.wire.codec import decode_body, decode_header
 from yprov_hpc.wire.journal import ReadReport, read_frame_at, read_frames
 from yprov_hpc.wire.records import NODE_RANK
 
-__all__ = ["Frame", "JournalIndex", "index_journals", "read_batch"]
+__all__ = ["Frame", "JournalIndex", "index_journals", "journal_group", "read_batch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,31 @@ class JournalIndex:
         return frames[0].node if frames else None
 
 
-def index_journals(journal_dir: Path) -> JournalIndex:
-    """Read every ``*.journal`` file's headers (checksums checked, torn tails cut and reported)."""
+def journal_group(path: Path) -> str | None:
+    """The node whose merge part reads a journal file (its file-name-safe name): the node in the
+    name of a sidecar's or the aggregator's journal (``node-<n>``, ``agg-<n>``), else the node in
+    the header of the file's first intact frame (a rank's spool), else None (the join's own)."""
+    for prefix in ("node-", "agg-"):
+        if path.name.startswith(prefix) and path.name.endswith(".journal"):
+            return path.name[len(prefix) : -len(".journal")]
+    try:
+        for _offset, header_bytes, _body in read_frames(path):
+            try:
+                return safe_name(decode_header(header_bytes).node)
+            except DecodeError:
+                continue
+    except OSError:
+        return None
+    return None
+
+
+def index_journals(journal_dir: Path, paths: list[Path] | None = None) -> JournalIndex:
+    """Read every ``*.journal`` file's headers (checksums checked, torn tails cut and reported);
+    only ``paths`` (files of that directory) when given."""
     ranks: dict[int, list[Frame]] = defaultdict(list)
     nodes: dict[str, list[Frame]] = defaultdict(list)
     index = JournalIndex()
-    for path in sorted(journal_dir.glob("*.journal")):
+    for path in sorted(journal_dir.glob("*.journal")) if paths is None else sorted(paths):
         report = ReadReport(path)
         try:
             for offset, header_bytes, _body in read_frames(path, report):
