@@ -106,8 +106,7 @@ def _merge_rank_files(job: _RankJob) -> RankOutcome:
     layout = RunLayout.open(job.root, job.experiment)
     fold, delivery = fold_rank(job.rank, job.frames, job.marker)
     window = _rank_window(fold, delivery)
-    for name, ctx, step, value, ts in mark_metrics(job.rank, fold.marks, window[0], job.node, job.carbon):
-        fold.add_metric(name, ctx, step, value, ts)
+    fold.add_metrics(mark_metrics(job.rank, fold.marks, window[0], job.node, job.carbon))
     table = build_table(fold.columns)
     series_path = layout.series_file(job.rank)
     series_sha = write_series(table, series_path)

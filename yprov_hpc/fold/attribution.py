@@ -211,14 +211,15 @@ def mark_metrics(
         elif ts < e.times[0]:
             continue
         else:
-            energy = max(0.0, e.rank_total_at(rank, ts) - base_rank)
+            now = e.rank_total_at(rank, ts)
+            energy = max(0.0, now - base_rank)
             window = 1_000_000_000  # power over the second before the mark
             before = e.rank_total_at(rank, ts - window)
             values = {
                 "carbon/energy_j": energy,
                 "carbon/energy_kwh": energy / J_PER_KWH,
                 "carbon/emissions_kg": emissions_kg(energy, carbon),
-                "carbon/power_w": max(0.0, e.rank_total_at(rank, ts) - before) / (window / 1e9),
+                "carbon/power_w": max(0.0, now - before) / (window / 1e9),
                 "carbon/node_energy_j": max(0.0, e.node_total_at(ts) - base_node),
             }
         for name, value in values.items():

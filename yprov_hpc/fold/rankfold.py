@@ -87,6 +87,19 @@ class RankFold:
         """A metric the merge derives (system and carbon metrics at marks)."""
         self.columns.add("metric", name, ctx, step, value, ts)
 
+    def add_metrics(self, rows: list[tuple[str, str | None, int | None, float, int]]) -> None:
+        """Many derived metrics, (name, context, step, value, ts_ns) each, as whole columns."""
+        if not rows:
+            return
+        names, ctxs, steps, values, times = zip(*rows, strict=True)
+        cols = self.columns
+        cols.kind.extend(repeat("metric", len(names)))
+        cols.name.extend(names)
+        cols.context.extend(ctxs)
+        cols.step.extend(steps)
+        cols.value.extend(values)
+        cols.ts_ns.extend(times)
+
     def add(self, rec: Record) -> None:
         """Fold one checked event."""
         self.events += 1

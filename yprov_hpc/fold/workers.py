@@ -10,7 +10,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from yprov_hpc.fold.index import Frame
 from yprov_hpc.fold.parts import RankOutcome
 from yprov_hpc.fold.result import progress_bar
-from yprov_hpc.fold.series import arrow
+from yprov_hpc.fold.series import arrow_without_pandas
 
 __all__ = ["BYTES_PER_EVENT", "POOL_MIN_EVENTS", "Workers"]
 
@@ -33,11 +33,11 @@ def _warm(module: str) -> None:
     parent indexes the journals."""
     import importlib
 
+    arrow_without_pandas()  # a worker only folds: pyarrow's pandas check (0.3-0.5 s) is waste
     import pyarrow.compute
     import pyarrow.parquet  # noqa: F401
 
     importlib.import_module(module)
-    arrow()
 
 
 def _journal_bytes(paths: list[Path]) -> int:
