@@ -61,7 +61,7 @@ def _same(got: list[Any], sent: list[Any]) -> bool:
 
 def _block(n: int = 10, **columns: Any) -> list[Any]:
     events = [(int(Kind.METRIC), T0 + i, "loss", float(i), "training", i) for i in range(n)]
-    item = msgpack.unpackb(msgpack.packb(pack_items(events)))[0]  # as the wire carries it
+    item = msgpack.unpackb(msgpack.packb(pack_items(events, min_block=2)))[0]  # as the wire carries it
     assert item[0] == METRICS
     fields = ["kind", "ts", "names", "values", "contexts", "steps"]
     for name, value in columns.items():
@@ -81,7 +81,7 @@ def test_any_body_round_trips_through_blocks(events: list[tuple[Any, ...]]) -> N
 @given(bodies, st.integers(0, 70))
 def test_dropping_leading_events_cuts_blocks_exactly(events: list[tuple[Any, ...]], k: int) -> None:
     """What another copy already delivered is cut event by event, inside a block too."""
-    items = msgpack.unpackb(msgpack.packb(pack_items(events)))
+    items = msgpack.unpackb(msgpack.packb(pack_items(events, min_block=2)))  # blocks of any size
     rest = drop_leading(items, k)
     assert event_count(rest) == max(0, len(events) - k)
     assert _same(expand(rest), [list(e) for e in events[k:]])
@@ -90,7 +90,7 @@ def test_dropping_leading_events_cuts_blocks_exactly(events: list[tuple[Any, ...
 @given(bodies, st.integers(1, 40))
 def test_the_tail_of_a_body_is_its_last_metric_events(events: list[tuple[Any, ...]], k: int) -> None:
     """The live view's tail reads the same last metric events from blocks as from single events."""
-    items = msgpack.unpackb(msgpack.packb(pack_items(events)))
+    items = msgpack.unpackb(msgpack.packb(pack_items(events, min_block=2)))  # blocks of any size
     want = [list(e) for e in events if e[0] == int(Kind.METRIC)][-k:]
     tail = tail_metrics(items, k)
     got = [
@@ -156,7 +156,7 @@ def test_a_good_block_reads_back_its_columns() -> None:
         (int(Kind.METRIC), T0 + i, f"m{i % 3}", i / 3, None if i % 2 else "training", i if i % 4 else None)
         for i in range(12)
     ]
-    block = read_block(msgpack.unpackb(msgpack.packb(pack_items(events)))[0])
+    block = read_block(msgpack.unpackb(msgpack.packb(pack_items(events, min_block=2)))[0])
     assert list(block.ts_ns) == [e[1] for e in events]
     assert block.names == [e[2] for e in events] and list(block.values) == [e[3] for e in events]
     assert block.contexts == [e[4] for e in events] and block.steps == [e[5] for e in events]
@@ -229,7 +229,8 @@ def test_the_merge_of_blocks_equals_the_merge_of_single_events(tmp_path: Path) -
 def test_the_trusted_packing_of_checked_events_is_the_same(events: list[tuple[Any, ...]]) -> None:
     """The rank's trusted packing (no field checks) gives the same bytes as the checked one for
     events its verbs made."""
-    assert msgpack.packb(pack_items(events, trusted=True)) == msgpack.packb(pack_items(events))
+    trusted = pack_items(events, trusted=True, min_block=2)
+    assert msgpack.packb(trusted) == msgpack.packb(pack_items(events, min_block=2))
 
 
 def test_untrusted_packing_never_makes_a_bad_event_good() -> None:
@@ -265,7 +266,9 @@ def _metrics(seq: int, n: int) -> list[tuple[Any, ...]]:
 def test_a_bad_event_is_reported_at_its_sequence_number_behind_blocks(tmp_path: Path) -> None:
     """The seq named for a bad event counts the events of the blocks before it."""
     bad = [int(Kind.METRIC), T0, "", 1.0, None, None]
-    body = msgpack.packb([*pack_items(_metrics(0, 10)), bad, *pack_items(_metrics(11, 9)), bad])
+    body = msgpack.packb(
+        [*pack_items(_metrics(0, 10), min_block=2), bad, *pack_items(_metrics(11, 9), min_block=2), bad]
+    )
     header = encode_batch("r1", 0, "n0", 5, 0, [(0,)] * 21, T0)[0]
     _frames_journal(tmp_path, "node-n0.journal", [(header, body)])
     fold, delivery = _fold(tmp_path)
@@ -277,7 +280,7 @@ def test_a_bad_block_cut_by_a_duplicate_copy_is_reported(tmp_path: Path) -> None
     """Events 0-4 arrive good; a copy of 3-12 holds a bad block: its events are reported bad, not
     dropped unseen with the duplicates."""
     first = encode_batch("r1", 0, "n0", 5, 0, _metrics(0, 5), T0)
-    block = msgpack.unpackb(msgpack.packb(pack_items(_metrics(3, 10))))[0]
+    block = msgpack.unpackb(msgpack.packb(pack_items(_metrics(3, 10), min_block=2)))[0]
     block[1] = b"\x00" * 7  # timestamps of the wrong length
     second = (encode_batch("r1", 0, "n0", 5, 3, _metrics(3, 10), T0)[0], msgpack.packb([block]))
     _frames_journal(tmp_path, "node-n0.journal", [first, second])

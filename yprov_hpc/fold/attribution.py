@@ -204,25 +204,22 @@ def mark_metrics(
     base_rank = e.rank_total_at(rank, start_ns)
     base_node = e.node_total_at(start_ns)
     rank_gpus = [g for g, users in e.gpu_users.items() if rank in users]
+    append, first_sample, window = out.append, e.times[0], 1_000_000_000  # power: the second before
     for mark in marks:
-        ts = mark.ts_ns
+        ts, ctx, step = mark.ts_ns, mark.context, mark.step
         if mark.what == "system":
-            values = _system_values(e, rank, rank_gpus, ts)
-        elif ts < e.times[0]:
+            for name, value in _system_values(e, rank, rank_gpus, ts).items():
+                if type(value) is float or type(value) is int:  # not None, not a bool
+                    append((name, ctx, step, float(value), ts))
             continue
-        else:
-            now = e.rank_total_at(rank, ts)
-            energy = max(0.0, now - base_rank)
-            window = 1_000_000_000  # power over the second before the mark
-            before = e.rank_total_at(rank, ts - window)
-            values = {
-                "carbon/energy_j": energy,
-                "carbon/energy_kwh": energy / J_PER_KWH,
-                "carbon/emissions_kg": emissions_kg(energy, carbon),
-                "carbon/power_w": max(0.0, now - before) / (window / 1e9),
-                "carbon/node_energy_j": max(0.0, e.node_total_at(ts) - base_node),
-            }
-        for name, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out.append((name, mark.context, mark.step, float(value), ts))
+        if ts < first_sample:
+            continue
+        now = e.rank_total_at(rank, ts)
+        energy = max(0.0, now - base_rank)
+        power = max(0.0, now - e.rank_total_at(rank, ts - window)) / (window / 1e9)
+        append(("carbon/energy_j", ctx, step, energy, ts))
+        append(("carbon/energy_kwh", ctx, step, energy / J_PER_KWH, ts))
+        append(("carbon/emissions_kg", ctx, step, float(emissions_kg(energy, carbon)), ts))
+        append(("carbon/power_w", ctx, step, power, ts))
+        append(("carbon/node_energy_j", ctx, step, max(0.0, e.node_total_at(ts) - base_node), ts))
     return out

@@ -39,14 +39,16 @@ __all__ = [
     "drop_leading",
     "event_count",
     "expand",
+    "has_blocks",
     "is_block",
     "pack_items",
     "read_block",
     "tail_metrics",
 ]
 
-# shorter runs of metric events stay single events: a block's fixed cost is not worth it below
-MIN_BLOCK_EVENTS = 8
+# shorter runs of metric events stay single events: a block's fixed cost (~4 µs to check and
+# fold) is not worth it below (measured: 9-event blocks 633 ns per event, single events 431)
+MIN_BLOCK_EVENTS = 16
 _METRIC = int(Kind.METRIC)
 _METRICS = int(Kind.METRICS)
 _BIG_ENDIAN = sys.byteorder == "big"
@@ -119,12 +121,14 @@ def _step_column(steps: tuple[Any, ...], trusted: bool) -> Any:
     return list(steps) if trusted else _steps(list(steps), len(steps))
 
 
-def pack_items(events: Sequence[Any], *, trusted: bool = False) -> Sequence[Any]:
+def pack_items(
+    events: Sequence[Any], *, trusted: bool = False, min_block: int = MIN_BLOCK_EVENTS
+) -> Sequence[Any]:
     """The body items for ``events`` (tuples laid out as records): runs of at least
-    ``MIN_BLOCK_EVENTS`` metric events become blocks, every other event stays as it is.
+    ``min_block`` metric events become blocks, every other event stays as it is.
     ``trusted``: the events come from the rank's own checked verbs (see ``_block``)."""
     n = len(events)
-    if n < MIN_BLOCK_EVENTS:
+    if n < min_block:
         return events
     cols = list(zip(*events, strict=False))
     if len(cols) == 6 and cols[0].count(_METRIC) == n:  # the common case: nothing but metrics
@@ -142,7 +146,7 @@ def pack_items(events: Sequence[Any], *, trusted: bool = False) -> Sequence[Any]
         while end < n and kinds[end] == _METRIC:
             end += 1
         run = events[start:end]
-        block = _block(run, trusted) if end - start >= MIN_BLOCK_EVENTS else None
+        block = _block(run, trusted) if end - start >= min_block else None
         if block is None:
             items.extend(run)
         else:
@@ -219,9 +223,19 @@ def _size(item: Any) -> int:
     return 1
 
 
+def has_blocks(items: list[Any]) -> bool:
+    """True if any item may be a metric block: one C pass over the items' kinds when every
+    item is indexable (a str or a map item falls to the exact check)."""
+    try:
+        kinds = list(map(_kind_of, items))
+    except (TypeError, IndexError, KeyError):
+        return any(map(is_block, items))
+    return _METRICS in kinds and any(map(is_block, items))
+
+
 def event_count(items: list[Any]) -> int:
     """Events a body's items stand for: a block counts its events, anything else one."""
-    return sum(map(_size, items))
+    return sum(map(_size, items)) if has_blocks(items) else len(items)
 
 
 def drop_leading(items: list[Any], k: int) -> list[Any]:

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from yprov_hpc.core.errors import DecodeError
-from yprov_hpc.wire.blocks import event_count, is_block, pack_items
+from yprov_hpc.wire.blocks import event_count, has_blocks, pack_items
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_INFO_ITEMS,
@@ -170,7 +170,7 @@ def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
     if header.version < 3:
         if len(obj) != header.n_events:
             raise DecodeError(f"body has {len(obj)} events, header says {header.n_events}")
-        if any(map(is_block, obj)):
+        if has_blocks(obj):
             raise DecodeError("metric blocks need schema version 3")
     elif len(obj) > header.n_events or event_count(obj) != header.n_events:
         raise DecodeError(f"body holds {event_count(obj)} events, header says {header.n_events}")
