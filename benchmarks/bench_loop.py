@@ -26,6 +26,8 @@ fresh process, and medians over the rounds are reported:
 - ``steady_paired_us_per_event``: in one process past start-up, alternating blocks of 5,000
   steps with and without logging (in both orders), the median difference per event: the
   floor in the same run, so slow changes in the machine's load cancel out;
+- every mode runs ``gc.collect()`` before its clock starts: importing torch leaves a full
+  collection (~90 ms) due, which the first mode to allocate would otherwise pay inside its loop;
 - ``*_best``: the same from the fastest run of each mode (other load on the machine only
   adds time, so on a shared machine these are the steadier estimates).
 """
@@ -53,6 +55,10 @@ a = torch.randn(64, 64)
 mm = torch.mm
 for _ in range(2000):  # warm torch up before any clock starts
     mm(a, a)
+import gc
+gc.collect()  # importing torch left a full collection due (~90 ms over its ~170k objects): it
+# falls on whichever mode allocates first (not the floor, which allocates nothing), so pay it
+# before the clock in every mode; a training loop that allocates pays it in its first seconds
 pc = time.perf_counter
 half = steps // 2
 t_start = pc()
