@@ -77,61 +77,16 @@ if TYPE_CHECKING:
     from yprov_hpc.rank.ending import RunReport
     from yprov_hpc.rank.run import Run
 
-_EAGER_HOME = {  # name -> the module it lives in, imported on first use
+# where a public name lives, when not in ``yprov_hpc.compat`` (the yProv4ML-compatible API,
+# whose own ``__getattr__`` loads its torch- and Lightning-dependent names): imported on first use
+_HOME = {
     "active_run": "yprov_hpc.api",
-    "CompatWarning": "yprov_hpc.compat",
-    "CompressorType": "yprov_hpc.compat",
-    "Context": "yprov_hpc.compat",
-    "Contexts": "yprov_hpc.compat",
-    "FoldOperation": "yprov_hpc.compat",
-    "LoggingItemKind": "yprov_hpc.compat",
-    "MetricsType": "yprov_hpc.compat",
-    "ProvenanceTrackedFunction": "yprov_hpc.compat",
-    "ProvMLItwinAILogger": "yprov_hpc.compat",
-    "create_context": "yprov_hpc.compat",
-    "end_run": "yprov_hpc.compat",
-    "get_artifacts_dir": "yprov_hpc.compat",
-    "get_run_dir": "yprov_hpc.compat",
-    "getters": "yprov_hpc.compat",
-    "log_artifact": "yprov_hpc.compat",
-    "log_carbon_metrics": "yprov_hpc.compat",
-    "log_context": "yprov_hpc.compat",
-    "log_current_execution_time": "yprov_hpc.compat",
-    "log_dataset": "yprov_hpc.compat",
-    "log_execution_command": "yprov_hpc.compat",
-    "log_execution_end_time": "yprov_hpc.compat",
-    "log_execution_start_time": "yprov_hpc.compat",
-    "log_flops_per_batch": "yprov_hpc.compat",
-    "log_flops_per_epoch": "yprov_hpc.compat",
-    "log_input": "yprov_hpc.compat",
-    "log_metric": "yprov_hpc.compat",
-    "log_metrics": "yprov_hpc.compat",
-    "log_model": "yprov_hpc.compat",
-    "log_output": "yprov_hpc.compat",
-    "log_param": "yprov_hpc.compat",
-    "log_params": "yprov_hpc.compat",
-    "log_provenance_documents": "yprov_hpc.compat",
-    "log_source_code": "yprov_hpc.compat",
-    "log_system_metrics": "yprov_hpc.compat",
-    "register_final_metric": "yprov_hpc.compat",
-    "save_model_version": "yprov_hpc.compat",
-    "start_run": "yprov_hpc.compat",
-    "ArtifactNotFoundError": "yprov_hpc.core.errors",
-    "ArtifactTypeError": "yprov_hpc.core.errors",
-    "ConfigError": "yprov_hpc.core.errors",
-    "DecodeError": "yprov_hpc.core.errors",
-    "InvalidArgumentError": "yprov_hpc.core.errors",
-    "InvalidKeyError": "yprov_hpc.core.errors",
-    "LimitExceededError": "yprov_hpc.core.errors",
-    "MetricValueError": "yprov_hpc.core.errors",
-    "MissingExtraError": "yprov_hpc.core.errors",
-    "NoActiveRunError": "yprov_hpc.core.errors",
-    "ParamConflictError": "yprov_hpc.core.errors",
-    "RunAlreadyActiveError": "yprov_hpc.core.errors",
-    "YProvError": "yprov_hpc.core.errors",
+    "load_run": "yprov_hpc.read.load",  # reading finished runs: pandas, on first use
+    "load_runs": "yprov_hpc.read.load",
     "RunReport": "yprov_hpc.rank.ending",
     "Run": "yprov_hpc.rank.run",
 }
+_ERRORS_HOME = "yprov_hpc.core.errors"  # every name ending in "Error"
 
 __version__ = "0.1.0"
 
@@ -202,36 +157,28 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Every public name is imported on first use, then kept in the module (later lookups are
-    plain attribute reads); ``ProvLightningLogger`` and the names that need torch or Lightning
-    say which extra to install when it is missing."""
-    home = _EAGER_HOME.get(name)
-    if home is not None:
-        value = getattr(importlib.import_module(home), name)
-        globals()[name] = value
-        return value
-    if name == "ProvLightningLogger":
-        try:
-            from yprov_hpc.integrations.lightning import ProvLightningLogger
-        except ImportError as exc:
-            top = (exc.name or "").split(".")[0]
-            if top in ("lightning", "torch", "numpy"):
-                raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
-            raise
-        return ProvLightningLogger
-    if name in ("load_run", "load_runs"):  # reading finished runs: pandas, on first use
-        from yprov_hpc.read.load import load_run, load_runs
-
-        return load_run if name == "load_run" else load_runs
+    plain attribute reads); ``ProvLightningLogger`` says which extra to install when missing."""
     if name not in __all__:  # e.g. a submodule during "from yprov_hpc import api": not ours
         raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}")
-    from yprov_hpc.compat import lazy_name
+    if name == "ProvLightningLogger":
+        return _lightning_logger()
+    home = _HOME.get(name) or (_ERRORS_HOME if name.endswith("Error") else "yprov_hpc.compat")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
 
+
+def _lightning_logger() -> Any:
     try:
-        value = lazy_name(name)
-        globals()[name] = value
-        return value
-    except AttributeError:
-        raise AttributeError(f"module 'yprov_hpc' has no attribute {name!r}") from None
+        from yprov_hpc.integrations.lightning import ProvLightningLogger
+    except ImportError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in ("lightning", "torch", "numpy"):
+            from yprov_hpc.core.errors import MissingExtraError
+
+            raise MissingExtraError("ProvLightningLogger", "lightning", top) from None
+        raise
+    return ProvLightningLogger
 
 
 def __dir__() -> list[str]:

@@ -53,3 +53,15 @@ def test_without_lightning_the_logger_names_the_lightning_extra(tmp_path: Path) 
         "lightning lightning | ProvLightningLogger() needs lightning, which is not installed: "
         "pip install 'yprov-hpc[lightning]'"
     ]
+
+
+def test_the_lightning_logger_names_its_extra_as_the_first_name_used() -> None:
+    """With no other public name touched before it (names load on first use),
+    ProvLightningLogger without Lightning still raises MissingExtraError, not a NameError."""
+    code = (
+        "import sys\nsys.modules['lightning'] = None\nimport yprov_hpc\n"
+        "try:\n    yprov_hpc.ProvLightningLogger\nexcept Exception as exc:\n"
+        "    print(type(exc).__name__, exc.extra)\n"
+    )
+    out = subprocess.run([PYTHON, "-c", code], env=python_env(), capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["MissingExtraError", "lightning"], out.stderr
