@@ -30,7 +30,7 @@ from .rank_table import RankTable
 log = logging.getLogger("yprov_daemon")
 
 PID_CHECK_S = 0.5
-SETTLE_CHECK_S = 0.02  # how often the stop is checked once every rank said bye or ended
+SETTLE_CHECK_S = 0.01  # how often the stop is checked once every rank said bye or ended
 EXIT_GRACE_S = 1.0  # keep answering after the last bye: the last acks are still queued
 RANKS_GONE_S = 3.0  # every known rank process gone for this long: stop
 MARKER_WAIT_S = 5.0  # how long to wait for the done markers of ranks that said bye
@@ -62,6 +62,11 @@ class Lifetime:
 
     def __post_init__(self) -> None:
         self._dir = _dir_id(self.layout.journal_dir)
+
+    def wait_ms(self, idle_ms: int) -> int:
+        """How long the loop may wait for a message: ``idle_ms``, or SETTLE_CHECK_S while the
+        stop is settling (every rank said bye or ended: the done markers are due any moment)."""
+        return idle_ms if self._since is None else int(SETTLE_CHECK_S * 1000)
 
     def check(self, table: RankTable, last_message: float, now: float) -> str | None:
         """The reason to stop now, or None to keep serving."""
@@ -131,6 +136,7 @@ def _import_merge() -> None:
         _arrow_for_the_merge()
         importlib.import_module("yprov_hpc.finalize")
         importlib.import_module("pyarrow.parquet")  # the series writer's
+        importlib.import_module("pyarrow.acero")  # the summaries' group_by (30 ms, with compute)
     except ImportError:
         pass  # the merge imports what it needs itself, and reports what is missing
     except Exception as exc:  # the merge will import (and fail) again, and log it there

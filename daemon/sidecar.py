@@ -138,7 +138,7 @@ class Sidecar:
         self._start_samplers()
         try:
             while not self._stop:
-                ready = dict(poller.poll(100))
+                ready = dict(poller.poll(self.lifetime.wait_ms(100)))
                 if sock in ready:
                     self.ingest.drain(sock)
                 if aggregator is not None and aggregator.socket in ready:

@@ -110,7 +110,8 @@ def _merge_rank_files(job: _RankJob) -> RankOutcome:
     table = build_table(fold.columns)
     series_path = layout.series_file(job.rank)
     series_sha = write_series(table, series_path)
-    for ctx_name, (first, last) in context_spans(table).items():
+    summaries = summarize(table)
+    for ctx_name, (first, last) in context_spans(summaries).items():
         span = fold.contexts.setdefault(ctx_name, [first, last])
         span[0], span[1] = min(span[0], first), max(span[1], last)
     fold.last_ns = max(fold.last_ns, _max_ts(table))
@@ -122,7 +123,7 @@ def _merge_rank_files(job: _RankJob) -> RankOutcome:
         run_id=str(fold.start.get("run_id") or layout.root.name),
         fold=fold,
         delivery=delivery,
-        summaries=summarize(table),
+        summaries=summaries,
         files=RankFiles(
             _rel(layout, series_path), series_sha, len(fold.columns), _rel(layout, env_path), env_sha
         ),

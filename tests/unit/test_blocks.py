@@ -18,6 +18,7 @@ from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.merge import merge_run
 from yprov_hpc.wire.blocks import (
     MIN_BLOCK_EVENTS,
+    check_block,
     drop_leading,
     event_count,
     expand,
@@ -63,7 +64,9 @@ def _block(n: int = 10, **columns: Any) -> list[Any]:
     events = [(int(Kind.METRIC), T0 + i, "loss", float(i), "training", i) for i in range(n)]
     item = msgpack.unpackb(msgpack.packb(pack_items(events, min_block=2)))[0]  # as the wire carries it
     assert item[0] == METRICS
-    fields = ["kind", "ts", "names", "values", "contexts", "steps"]
+    fields = ["kind", "ts", "names", "values", "contexts", "steps", "marks"]
+    if "marks" in columns:
+        item.append(None)
     for name, value in columns.items():
         item[fields.index(name)] = value
     return list(item)
@@ -139,15 +142,26 @@ def test_a_bad_event_is_never_packed_with_good_ones() -> None:
         ({"steps": b"\x00" * 8}, "steps must be 80 bytes"),
         ({"steps": [1.5] * 10}, "steps must be nil, 80 bytes or an array"),
         ({"steps": [None] * 9 + [2**63]}, "steps must be int64"),
-        ({"kind": int(Kind.METRIC)}, "a metric block is an array of 6 items"),
+        ({"kind": int(Kind.METRIC)}, "a metric block is an array of 6 or 7 items"),
+        ({"marks": []}, "marks must be a non-empty array"),
+        ({"marks": "0"}, "marks must be a non-empty array"),
+        ({"marks": [3, 2]}, "strictly increasing positions in 0..9"),
+        ({"marks": [2, 2]}, "strictly increasing positions"),
+        ({"marks": [-1]}, "strictly increasing positions"),
+        ({"marks": [10]}, "positions in 0..9"),
+        ({"marks": [True]}, "marks must be"),
+        ({"marks": [1.0]}, "marks must be"),
+        ({"marks": [[1]]}, "marks must be"),
     ],
 )
 def test_a_hostile_block_is_refused_naming_the_column(columns: dict[str, Any], words: str) -> None:
-    """Every column of a block is checked against its count and type; the reason names it."""
+    """Every column of a block is checked against its count and type; the reason names it, the
+    same from the sidecar's check (which builds no columns) as from the merge's reader."""
     from yprov_hpc.wire.records import EventError
 
-    with pytest.raises(EventError, match=words.replace("(", r"\(").replace("[", r"\[")):
-        read_block(_block(**columns))
+    for reader in (read_block, check_block):
+        with pytest.raises(EventError, match=words.replace("(", r"\(").replace("[", r"\[")):
+            reader(_block(**columns))
 
 
 def test_a_good_block_reads_back_its_columns() -> None:
@@ -175,6 +189,37 @@ def test_version_rules_for_item_counts() -> None:
         decode_body(body, decode_header(short))
 
 
+def test_marks_ride_in_blocks_only_from_version_4() -> None:
+    """Metrics with a mark every few events make one block that carries the marks' positions
+    (version 4); the same body under a version 3 header is refused."""
+    events: list[tuple[Any, ...]] = []
+    for i in range(40):
+        events.append((int(Kind.METRIC), T0 + i, "loss", 1.0, "training", i))
+        if i % 5 == 4:
+            events.append((int(Kind.MARK), T0 + i, ("system", "carbon")[i % 2], "training", i))
+    header, body = encode_batch("r", 0, "n", 1, 0, events, 0)
+    items = decode_body(body, decode_header(header))
+    assert len(items) == 1 and items[0][0] == METRICS and len(items[0][6]) == 8
+    assert read_block(items[0]).marks == [i for i, e in enumerate(events) if e[0] == int(Kind.MARK)]
+    v3 = msgpack.packb([3, *msgpack.unpackb(header)[1:]])
+    with pytest.raises(DecodeError, match="marks in metric blocks need schema version 4"):
+        decode_body(body, decode_header(v3))
+
+
+def test_a_bad_mark_keeps_its_run_single_events() -> None:
+    """A mark the reader would refuse (a bool step, an empty name, a missing field) is never
+    packed: the run stays single events and only that event is refused later."""
+    good = [(int(Kind.METRIC), T0 + i, "m", 1.0, None, i) for i in range(20)]
+    for bad in (
+        (int(Kind.MARK), T0, "system", None, True),
+        (int(Kind.MARK), T0, "", None, 1),
+        (int(Kind.MARK), T0, "system", None),
+        (int(Kind.MARK), -1, "system", None, 1),
+    ):
+        events = [*good[:10], bad, *good[10:]]
+        assert all(not (type(item) is list and item[0] == METRICS) for item in pack_items(events))
+
+
 def _journal(root: Path, frames: list[tuple[bytes, bytes]]) -> None:
     (root / "journal").mkdir(parents=True)
     writer = JournalWriter(root / "journal" / "node-0.journal")
@@ -198,10 +243,12 @@ def test_the_merge_of_blocks_equals_the_merge_of_single_events(tmp_path: Path) -
             "node": "n0",
         },
     )
-    metrics = [
+    metrics: list[tuple[Any, ...]] = [
         (int(Kind.METRIC), T0 + 1 + i, ("loss", "acc")[i % 2], 1 / (i + 1), "training", i // 2)
         for i in range(500)
     ]
+    for i in range(450, 0, -50):  # marks inside the metric runs: they ride in the blocks too
+        metrics.insert(i, (int(Kind.MARK), T0 + 1 + i, ("system", "carbon")[i % 100 // 50], "training", i))
     end = (int(Kind.RUN_END), T0 + 10**9, "finished", {})
     events = [start, *metrics, end]
     as_blocks, one_by_one = [], []
@@ -209,7 +256,7 @@ def test_the_merge_of_blocks_equals_the_merge_of_single_events(tmp_path: Path) -
         chunk = events[s : s + 100]
         header, body = encode_batch("r1", 0, "n0", 5, s, chunk, T0)
         as_blocks.append((header, body))
-        assert len(chunk) < 10 or len(msgpack.unpackb(body)) < len(chunk)  # blocks were made
+        assert len(chunk) < MIN_BLOCK_EVENTS or len(msgpack.unpackb(body)) < len(chunk)  # blocks made
         v2 = msgpack.packb([2, *msgpack.unpackb(header)[1:]])
         one_by_one.append((v2, msgpack.packb(chunk)))
     _journal(tmp_path / "a" / "e_r1", as_blocks)

@@ -10,7 +10,10 @@ ranks' shares, each over the rank's own window.
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import ge, is_not, itemgetter, not_
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from yprov_hpc.core.hardware import cpu_model
 from yprov_hpc.fold.carbon import CarbonIntensity, cpu_tdp_w
 from yprov_hpc.fold.energy import NodeEnergy, build_node_energy, interpolate
 from yprov_hpc.fold.gaps import sample_interval_ns
-from yprov_hpc.wire.records import Mark
+from yprov_hpc.fold.series import MarkColumns, SeriesColumns
 
 J_PER_KWH = 3.6e6
 Sample = tuple[int, str, dict[str, Any]]
@@ -172,54 +175,126 @@ def node_attributes(node: NodeTelemetry | None, series_path: str | None) -> dict
     return attrs
 
 
-def _system_values(e: NodeEnergy, rank: int, rank_gpus: list[str], ts: int) -> dict[str, Any]:
-    sample = e.system_at(ts) or {}
+SYSTEM_NAMES = (
+    "system/cpu_percent",
+    "system/rss_bytes",
+    "system/node_cpu_percent",
+    "system/node_mem_used_bytes",
+    "system/gpu_util_percent",
+    "system/gpu_mem_used_bytes",
+)
+
+
+def _system_values(
+    e: NodeEnergy, rank: int, rank_gpus: list[str], k: int, g: int
+) -> tuple[float | None, ...]:
+    """The SYSTEM_NAMES values of system sample ``k`` and GPU sample ``g`` (-1: none) for a
+    rank, None where a value is missing or not a number."""
+    sample = e.system[k]
     mine = sample.get("ranks", {}).get(str(rank), {})
-    values = {
-        "system/cpu_percent": mine.get("cpu_percent"),
-        "system/rss_bytes": mine.get("rss_bytes"),
-        "system/node_cpu_percent": sample.get("cpu_percent"),
-        "system/node_mem_used_bytes": sample.get("mem_used_bytes"),
-    }
-    gpus = e.gpus_at(ts)
+    values: list[Any] = [
+        mine.get("cpu_percent"),
+        mine.get("rss_bytes"),
+        sample.get("cpu_percent"),
+        sample.get("mem_used_bytes"),
+        None,
+        None,
+    ]
+    gpus = e.gpu_samples[g][1] if g >= 0 else {}
     if rank_gpus and gpus:
-        util = [gpus.get(g, {}).get("util_percent") for g in rank_gpus]
-        mem = [gpus.get(g, {}).get("mem_used_bytes") for g in rank_gpus]
+        util = [gpus.get(gpu, {}).get("util_percent") for gpu in rank_gpus]
+        mem = [gpus.get(gpu, {}).get("mem_used_bytes") for gpu in rank_gpus]
         if all(isinstance(u, (int, float)) for u in util):
-            values["system/gpu_util_percent"] = sum(util) / len(util)
+            values[4] = sum(util) / len(util)
         if all(isinstance(m, (int, float)) for m in mem):
-            values["system/gpu_mem_used_bytes"] = sum(mem)
-    return values
+            values[5] = sum(mem)
+    return tuple(float(v) if type(v) is float or type(v) is int else None for v in values)  # no bool
+
+
+_Marks = tuple[list[int], list[str | None], list[int | None]]  # the marks' times, contexts, steps
+
+
+def _extend(
+    out: SeriesColumns, name: str, marks: _Marks, values: Sequence[float | None], keep: list[bool] | None
+) -> None:
+    """Append one derived metric at each mark (only where ``keep`` says, when given)."""
+    ts, ctxs, steps = marks
+    if keep is not None:
+        ts, ctxs, steps = list(compress(ts, keep)), list(compress(ctxs, keep)), list(compress(steps, keep))
+        values = list(compress(values, keep))
+    out.kind.extend(repeat("metric", len(ts)))
+    out.name.extend(repeat(name, len(ts)))
+    out.context.extend(ctxs)
+    out.step.extend(steps)
+    out.value.fromlist(values)  # type: ignore[arg-type]  # no None is left where keep is None
+    out.ts_ns.fromlist(ts)
+
+
+def _system_metrics(out: SeriesColumns, e: NodeEnergy, rank: int, cols: _Marks) -> None:
+    """The SYSTEM_NAMES metrics at each system mark: each distinct (system sample, GPU sample)
+    pair is read once, and each name is one column over the marks."""
+    rank_gpus = [g for g, users in e.gpu_users.items() if rank in users]
+    pairs = list(zip(e.system_indices(cols[0]), e.gpu_indices(cols[0]), strict=True))
+    seen = {pair: _system_values(e, rank, rank_gpus, *pair) for pair in set(pairs)}
+    rows = [seen[pair] for pair in pairs]
+    for i, name in enumerate(SYSTEM_NAMES):
+        values = list(map(itemgetter(i), rows))
+        if values.count(None) == len(values):
+            continue
+        _extend(out, name, cols, values, list(map(is_not, values, repeat(None))) if None in values else None)
+
+
+def _carbon_metrics(
+    out: SeriesColumns, e: NodeEnergy, rank: int, cols: _Marks, start_ns: int, carbon: CarbonIntensity
+) -> None:
+    """Energy, emissions and power at each carbon mark at or after the node's first sample
+    (power: over the second before the mark)."""
+    if min(cols[0]) < e.times[0]:
+        cols = _pick(cols, list(map(ge, cols[0], repeat(e.times[0]))))
+    ts = cols[0]
+    if not ts:
+        return
+    base_rank, base_node, window = e.rank_total_at(rank, start_ns), e.node_total_at(start_ns), 1_000_000_000
+    now = e.rank_totals_at(rank, ts)
+    before = e.rank_totals_at(rank, [t - window for t in ts])
+    energy = [_positive(v - base_rank) for v in now]
+    g_per_kwh = carbon.g_per_kwh
+    _extend(out, "carbon/energy_j", cols, energy, None)
+    _extend(out, "carbon/energy_kwh", cols, [v / J_PER_KWH for v in energy], None)
+    _extend(out, "carbon/emissions_kg", cols, [float(v / J_PER_KWH * g_per_kwh / 1000) for v in energy], None)
+    power = [_positive(a - b) / (window / 1e9) for a, b in zip(now, before, strict=True)]
+    _extend(out, "carbon/power_w", cols, power, None)
+    node = [_positive(v - base_node) for v in e.node_totals_at(ts)]
+    _extend(out, "carbon/node_energy_j", cols, node, None)
+
+
+def _positive(x: float) -> float:
+    """``max(0.0, x)``: NaN and -0.0 give 0.0 too."""
+    return x if x > 0.0 else 0.0
 
 
 def mark_metrics(
-    rank: int, marks: list[Mark], start_ns: int, node: NodeTelemetry | None, carbon: CarbonIntensity
-) -> list[tuple[str, str | None, int | None, float, int]]:
-    """(name, context, step, value, ts_ns) metrics for a rank's marks, from its node's samples.
-    A carbon mark before the node's first sample gets no values: nothing is invented."""
-    out: list[tuple[str, str | None, int | None, float, int]] = []
-    if node is None or not node.energy.times:
+    rank: int, marks: MarkColumns, start_ns: int, node: NodeTelemetry | None, carbon: CarbonIntensity
+) -> SeriesColumns:
+    """The system and carbon metrics at a rank's marks, from its node's samples, as columns: a
+    derived series is in its marks' order (system series first, then carbon). A carbon mark
+    before the node's first sample gets no values: nothing is invented. ``emissions_kg`` is the
+    formula of the carbon series, written out per value."""
+    out = SeriesColumns()
+    if node is None or not node.energy.times or not len(marks):
         return out
-    e = node.energy
-    base_rank = e.rank_total_at(rank, start_ns)
-    base_node = e.node_total_at(start_ns)
-    rank_gpus = [g for g, users in e.gpu_users.items() if rank in users]
-    append, first_sample, window = out.append, e.times[0], 1_000_000_000  # power: the second before
-    for mark in marks:
-        ts, ctx, step = mark.ts_ns, mark.context, mark.step
-        if mark.what == "system":
-            for name, value in _system_values(e, rank, rank_gpus, ts).items():
-                if type(value) is float or type(value) is int:  # not None, not a bool
-                    append((name, ctx, step, float(value), ts))
-            continue
-        if ts < first_sample:
-            continue
-        now = e.rank_total_at(rank, ts)
-        energy = max(0.0, now - base_rank)
-        power = max(0.0, now - e.rank_total_at(rank, ts - window)) / (window / 1e9)
-        append(("carbon/energy_j", ctx, step, energy, ts))
-        append(("carbon/energy_kwh", ctx, step, energy / J_PER_KWH, ts))
-        append(("carbon/emissions_kg", ctx, step, float(emissions_kg(energy, carbon)), ts))
-        append(("carbon/power_w", ctx, step, power, ts))
-        append(("carbon/node_energy_j", ctx, step, max(0.0, e.node_total_at(ts) - base_node), ts))
+    cols = marks.ts_ns, marks.context, marks.step
+    systems = marks.what.count("system")
+    if systems == len(marks):
+        _system_metrics(out, node.energy, rank, cols)
+        return out
+    if systems:
+        is_system = list(map("system".__eq__, marks.what))
+        _system_metrics(out, node.energy, rank, _pick(cols, is_system))
+        cols = _pick(cols, list(map(not_, is_system)))
+    _carbon_metrics(out, node.energy, rank, cols, start_ns, carbon)
     return out
+
+
+def _pick(cols: _Marks, keep: list[bool]) -> _Marks:
+    return list(compress(cols[0], keep)), list(compress(cols[1], keep)), list(compress(cols[2], keep))

@@ -14,8 +14,11 @@ the node's total - the invariant the tests check.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
+from operator import le
 from typing import Any
 
 DEFAULT_CPU_TDP_W = 85.0  # codecarbon's fallback when a CPU model is not in its table
@@ -75,6 +78,30 @@ def interpolate(times: list[int], values: list[float], t: int) -> float:
     return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
 
 
+def interpolate_many(times: list[int], values: list[float], ts: Sequence[int]) -> list[float]:
+    """``interpolate`` at each of ``ts``, with the same arithmetic. Times in order (marks are)
+    are taken a sample interval at a time: two binary searches per interval, one expression per
+    time; otherwise one ``interpolate`` per time."""
+    if not times:
+        return [0.0] * len(ts)
+    if not all(map(le, ts, islice(ts, 1, None))):
+        return [interpolate(times, values, t) for t in ts]
+    first, last = times[0], times[-1]
+    start, end = bisect.bisect_right(ts, first), bisect.bisect_left(ts, last)  # inside: start..end
+    out = [values[0]] * start
+    for i in range(1, len(times)):
+        if start >= end:
+            break
+        stop = bisect.bisect_left(ts, times[i], start, end)
+        if stop > start:  # first < times[i - 1] <= t < times[i] < last, for these
+            t0, t1, v0 = times[i - 1], times[i], values[i - 1]
+            dv, dt = values[i] - v0, t1 - t0
+            out.extend([v0 + dv * (t - t0) / dt for t in ts[start:stop]])
+            start = stop
+    out.extend([values[-1]] * (len(ts) - len(out)))
+    return out
+
+
 def cumulative_from_power(times: list[int], power_w: list[float]) -> list[float]:
     """Energy (J) since the first sample, by the trapezoid rule."""
     out = [0.0]
@@ -132,6 +159,26 @@ class NodeEnergy:
         gpu = self.rank_gpu_j.get(rank)
         value = interpolate(self.times, cpu, t) if cpu else 0.0
         return value + (interpolate(self.times, gpu, t) if gpu else 0.0)
+
+    def rank_totals_at(self, rank: int, ts: Sequence[int]) -> list[float]:
+        """``rank_total_at`` at each of ``ts`` (the same sums)."""
+        cpu, gpu = self.rank_cpu_j.get(rank), self.rank_gpu_j.get(rank)
+        values = interpolate_many(self.times, cpu, ts) if cpu else [0.0] * len(ts)
+        more = interpolate_many(self.times, gpu, ts) if gpu else [0.0] * len(ts)
+        return [a + b for a, b in zip(values, more, strict=True)]
+
+    def node_totals_at(self, ts: Sequence[int]) -> list[float]:
+        return interpolate_many(self.times, self.total_j, ts) if self.times else [0.0] * len(ts)
+
+    def system_indices(self, ts: Sequence[int]) -> list[int]:
+        """For each of ``ts``, the index of ``system_at``'s sample (there is at least one)."""
+        return [i - 1 if i else 0 for i in map(bisect.bisect_right, [self._system_times] * len(ts), ts)]
+
+    def gpu_indices(self, ts: Sequence[int]) -> list[int]:
+        """For each of ``ts``, the index of ``gpus_at``'s sample (-1: none)."""
+        if not self.gpu_samples:
+            return [-1] * len(ts)
+        return [i - 1 if i else 0 for i in map(bisect.bisect_right, [self._gpu_times] * len(ts), ts)]
 
     def node_total_at(self, t: int) -> float:
         return interpolate(self.times, self.total_j, t) if self.times else 0.0

@@ -13,11 +13,12 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from yprov_hpc.fold.index import Frame, read_batch
 from yprov_hpc.fold.markers import RankMarker
-from yprov_hpc.fold.series import SeriesColumns
+from yprov_hpc.fold.series import MarkColumns, SeriesColumns
 from yprov_hpc.wire.blocks import Block, drop_leading, event_count, is_block, read_block
 from yprov_hpc.wire.records import (
     INT64_MAX,
@@ -67,7 +68,7 @@ class RankFold:
     models: list[Model] = field(default_factory=list)
     versions: list[ModelVersion] = field(default_factory=list)
     datasets: list[Dataset] = field(default_factory=list)
-    marks: list[Mark] = field(default_factory=list)
+    marks: MarkColumns = field(default_factory=MarkColumns)
     hellos: int = 0
     byes: int = 0
     unknown_kinds: dict[int, int] = field(default_factory=dict)  # kind -> count (a newer writer's)
@@ -87,18 +88,9 @@ class RankFold:
         """A metric the merge derives (system and carbon metrics at marks)."""
         self.columns.add("metric", name, ctx, step, value, ts)
 
-    def add_metrics(self, rows: list[tuple[str, str | None, int | None, float, int]]) -> None:
-        """Many derived metrics, (name, context, step, value, ts_ns) each, as whole columns."""
-        if not rows:
-            return
-        names, ctxs, steps, values, times = zip(*rows, strict=True)
-        cols = self.columns
-        cols.kind.extend(repeat("metric", len(names)))
-        cols.name.extend(names)
-        cols.context.extend(ctxs)
-        cols.step.extend(steps)
-        cols.value.extend(values)
-        cols.ts_ns.extend(times)
+    def add_metrics(self, derived: SeriesColumns) -> None:
+        """Derived metrics (the merge's system and carbon metrics at marks), as whole columns."""
+        self.columns.extend(derived)
 
     def add(self, rec: Record) -> None:
         """Fold one checked event."""
@@ -110,7 +102,7 @@ class RankFold:
             self.columns.add("execution_time", rec.label, rec.context, rec.step, rec.seconds, rec.ts_ns)
         elif isinstance(rec, Mark):
             self.columns.add("mark", rec.what, rec.context, rec.step, math.nan, rec.ts_ns)
-            self.marks.append(rec)
+            self.marks.add(rec.what, rec.ts_ns, rec.context, rec.step)
         elif isinstance(rec, Param):
             first = self.params.setdefault(rec.key, rec)
             if first is not rec:  # a later revision (the rank sends one only for a new value)
@@ -187,7 +179,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
     kind, name, ctx, step = cols.kind.append, cols.name.append, cols.context.append, cols.step.append
     value, ts = cols.value.append, cols.ts_ns.append
     metric, low, high, max_name = int(Kind.METRIC), -INT64_MAX - 1, INT64_MAX, MAX_NAME_CHARS
-    mark, nan, marks = int(Kind.MARK), math.nan, fold.marks.append
+    mark, nan, marks = int(Kind.MARK), math.nan, fold.marks.add
     n = 0
     last = fold.last_ns
     before_items = before_events = 0  # where the last bad event was: its seq, in linear time
@@ -233,7 +225,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
             step(ev[4])
             value(nan)
             ts(ev[1])
-            marks(Mark(mark, ev[1], ev[2], ev[3], ev[4]))
+            marks(ev[2], ev[1], ev[3], ev[4])
             if ev[1] > last:
                 last = ev[1]
             n += 1
@@ -241,7 +233,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
         try:
             if is_block(ev):
                 b = read_block(ev)
-                _fold_block(cols, b)
+                _fold_block(fold, b)
                 n += len(b.names)
                 last = max(last, max(b.ts_ns))
                 continue
@@ -260,15 +252,30 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
     fold.last_ns = max(fold.last_ns, last)
 
 
-def _fold_block(cols: SeriesColumns, b: Block) -> None:
-    """Append a checked block's columns whole (C loops, no bytecode per event)."""
-    k = len(b.names)
+def _fold_block(fold: RankFold, b: Block) -> None:
+    """Append a checked block's columns whole (C loops, no bytecode per metric event); each of
+    its marks then takes its kind and a NaN value in the columns, and joins the rank's marks."""
+    cols, k = fold.columns, len(b.names)
+    base = len(cols.kind)
     cols.kind.extend(repeat("metric", k))
     cols.name.extend(b.names)
     cols.context.extend(b.contexts)
     cols.step.extend(b.steps)
     cols.value.extend(b.values)
     cols.ts_ns.extend(b.ts_ns)
+    if b.marks:
+        kind, value = cols.kind, cols.value
+        for p in b.marks:
+            kind[base + p] = "mark"
+            value[base + p] = math.nan
+        pick, marks = itemgetter(*b.marks), fold.marks
+        if len(b.marks) == 1:
+            marks.add(pick(b.names), pick(b.ts_ns), pick(b.contexts), pick(b.steps))
+        else:
+            marks.what.extend(pick(b.names))
+            marks.ts_ns.extend(pick(b.ts_ns))
+            marks.context.extend(pick(b.contexts))
+            marks.step.extend(pick(b.steps))
 
 
 def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tuple[RankFold, RankDelivery]:

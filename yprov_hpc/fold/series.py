@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import math
 import sys
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,8 @@ class SeriesColumns:
         self.name: list[str] = []
         self.context: list[str | None] = []
         self.step: list[int | None] = []
-        self.value: list[float] = []
-        self.ts_ns: list[int] = []
+        self.value: array[float] = array("d")
+        self.ts_ns: array[int] = array("q")
 
     def add(
         self, kind: str, name: str, context: str | None, step: int | None, value: float, ts_ns: int
@@ -40,6 +41,36 @@ class SeriesColumns:
         self.step.append(step)
         self.value.append(value)
         self.ts_ns.append(ts_ns)
+
+    def extend(self, other: SeriesColumns) -> None:
+        """Append another set of columns whole."""
+        self.kind.extend(other.kind)
+        self.name.extend(other.name)
+        self.context.extend(other.context)
+        self.step.extend(other.step)
+        self.value.extend(other.value)
+        self.ts_ns.extend(other.ts_ns)
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+
+class MarkColumns:
+    """A rank's system and carbon marks as columns (what, time, context, step), in event order."""
+
+    __slots__ = ("context", "step", "ts_ns", "what")
+
+    def __init__(self) -> None:
+        self.what: list[str] = []
+        self.ts_ns: list[int] = []
+        self.context: list[str | None] = []
+        self.step: list[int | None] = []
+
+    def add(self, what: str, ts_ns: int, context: str | None, step: int | None) -> None:
+        self.what.append(what)
+        self.ts_ns.append(ts_ns)
+        self.context.append(context)
+        self.step.append(step)
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -102,6 +133,11 @@ def arrow() -> Any:
     return pa
 
 
+def _from_machine_array(pa: Any, values: array[Any], kind: Any) -> Any:
+    """An Arrow array over a copy of a machine array's bytes (native byte order, as Arrow's)."""
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values.tobytes())])
+
+
 def build_table(columns: SeriesColumns) -> Any:
     """The columns as a pyarrow Table."""
     pa = arrow()
@@ -112,8 +148,8 @@ def build_table(columns: SeriesColumns) -> Any:
             "name": pa.array(columns.name, pa.string()),
             "context": pa.array(columns.context, pa.string()),
             "step": pa.array(columns.step, pa.int64()),
-            "value": pa.array(columns.value, pa.float64()),
-            "ts_ns": pa.array(columns.ts_ns, pa.int64()),
+            "value": _from_machine_array(pa, columns.value, pa.float64()),
+            "ts_ns": _from_machine_array(pa, columns.ts_ns, pa.int64()),
         }
     )
 
@@ -198,18 +234,14 @@ def summarize(table: Any) -> list[Summary]:
     return sorted(out, key=lambda s: (s.kind, s.name, s.context or ""))
 
 
-def context_spans(table: Any) -> dict[str, tuple[int, int]]:
-    """First and last event time of each context in the series."""
-    if table.num_rows == 0:
-        return {}
-    spans = (
-        table.group_by("context", use_threads=False)
-        .aggregate([("ts_ns", "min"), ("ts_ns", "max")])
-        .to_pylist()
-    )
-    return {
-        s["context"]: (int(s["ts_ns_min"]), int(s["ts_ns_max"])) for s in spans if s["context"] is not None
-    }
+def context_spans(summaries: list[Summary]) -> dict[str, tuple[int, int]]:
+    """First and last event time of each context in the series, from its series' summaries."""
+    spans: dict[str, tuple[int, int]] = {}
+    for s in summaries:
+        if s.context is not None:
+            first, last = spans.get(s.context, (s.first_ns, s.last_ns))
+            spans[s.context] = (min(first, s.first_ns), max(last, s.last_ns))
+    return spans
 
 
 def read_series(path: Path) -> Any:

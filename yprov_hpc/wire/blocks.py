@@ -2,17 +2,23 @@
 
 Since schema version 3 a batch body item may be a *block* instead of one event:
 
-``[Kind.METRICS, ts_ns, names, values, contexts, steps]``
+``[Kind.METRICS, ts_ns, names, values, contexts, steps]`` or, since version 4,
+``[Kind.METRICS, ts_ns, names, values, contexts, steps, marks]``
 
 - ``ts_ns``: ``bin``, n little-endian int64 (each >= 0);
 - ``names``: array of n str (1..MAX_NAME_CHARS chars);
 - ``values``: ``bin``, n little-endian float64 (NaN and inf kept);
 - ``contexts``: array of n items, each nil or a str (1..MAX_NAME_CHARS chars);
 - ``steps``: nil (no event has a step), ``bin`` of n little-endian int64, or an array of n items,
-  each nil or an int64.
+  each nil or an int64;
+- ``marks`` (version 4, optional): array of the positions, strictly increasing, each in
+  ``0 .. n - 1``, of the events that are ``Kind.MARK`` events (a system or carbon mark): their
+  name is the mark's ``what``, their value is NaN and means nothing.
 
-A block of n events stands for the metric events ``seq .. seq + n - 1`` in body order, exactly as
-n ``Kind.METRIC`` items would: the header's ``n_events`` counts events, not body items. Packing and
+A block of n events stands for the events ``seq .. seq + n - 1`` in body order, exactly as n
+``Kind.METRIC`` (and ``Kind.MARK``) items would: the header's ``n_events`` counts events, not
+body items. Marks ride in blocks so that a mark every few steps (``log_system_metrics``) does
+not cut a rank's metrics into runs too short to be blocks. Packing and
 checking columns costs a fraction of per-event arrays, on the rank's sender thread (C loops:
 ``zip``, ``array``), in the sidecar's check and in the merge's fold.
 
@@ -24,9 +30,11 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import repeat
+from itertools import compress, repeat
 from operator import itemgetter
+from struct import unpack_from
 from typing import Any, NamedTuple
 
 from yprov_hpc.wire.records import INT64_MAX, MAX_NAME_CHARS, EventError, Kind, check_events, preview
@@ -35,6 +43,7 @@ __all__ = [
     "MIN_BLOCK_EVENTS",
     "Block",
     "Tail",
+    "check_block",
     "check_items",
     "drop_leading",
     "event_count",
@@ -50,7 +59,10 @@ __all__ = [
 # fold) is not worth it below (measured: 9-event blocks 633 ns per event, single events 431)
 MIN_BLOCK_EVENTS = 16
 _METRIC = int(Kind.METRIC)
+_MARK = int(Kind.MARK)
 _METRICS = int(Kind.METRICS)
+_ROW_KINDS = frozenset({_METRIC, _MARK})  # the kinds a block holds
+_NAN = float("nan")
 _BIG_ENDIAN = sys.byteorder == "big"
 _kind_of = itemgetter(0)
 _NONE_TYPE = type(None)
@@ -65,6 +77,7 @@ class Block(NamedTuple):
     values: array[float]
     contexts: list[str | None]
     steps: list[int | None]
+    marks: list[int]  # positions of the mark events (their value is NaN), strictly increasing
 
 
 def _int64_bytes(values: Any) -> bytes:
@@ -82,7 +95,10 @@ def _float64_bytes(values: Any) -> bytes:
 
 
 def _block(
-    events: Sequence[Any], trusted: bool, columns: list[tuple[Any, ...]] | None = None
+    events: Sequence[Any],
+    trusted: bool,
+    columns: list[tuple[Any, ...]] | None = None,
+    marks: list[int] | None = None,
 ) -> list[Any] | None:
     """One block of metric event tuples, or None if they do not make a block its reader accepts
     (the caller then sends them as single events, each checked on its own: nothing is coerced,
@@ -98,7 +114,7 @@ def _block(
                 return None  # array("d") would coerce an int, array("q") a bool
             _check_names(names, len(names), "names", optional=False)
             _check_names(contexts, len(names), "contexts", optional=True)
-        return [
+        block = [
             _METRICS,
             _int64_bytes(ts),
             names,
@@ -106,6 +122,7 @@ def _block(
             contexts,
             _step_column(steps, trusted),
         ]
+        return [*block, marks] if marks else block
     except (TypeError, ValueError, OverflowError):  # EventError is a ValueError
         return None
 
@@ -125,8 +142,9 @@ def pack_items(
     events: Sequence[Any], *, trusted: bool = False, min_block: int = MIN_BLOCK_EVENTS
 ) -> Sequence[Any]:
     """The body items for ``events`` (tuples laid out as records): runs of at least
-    ``min_block`` metric events become blocks, every other event stays as it is.
-    ``trusted``: the events come from the rank's own checked verbs (see ``_block``)."""
+    ``min_block`` metric and mark events, at least one a metric, become blocks; every other
+    event stays as it is. ``trusted``: the events come from the rank's own checked verbs (see
+    ``_block``)."""
     n = len(events)
     if n < min_block:
         return events
@@ -138,21 +156,38 @@ def pack_items(
     items: list[Any] = []
     start = 0
     while start < n:
-        if kinds[start] != _METRIC:
+        if kinds[start] not in _ROW_KINDS:
             items.append(events[start])
             start += 1
             continue
         end = start
-        while end < n and kinds[end] == _METRIC:
+        while end < n and kinds[end] in _ROW_KINDS:
             end += 1
         run = events[start:end]
-        block = _block(run, trusted) if end - start >= min_block else None
+        block = _mixed_block(run, kinds[start:end], trusted) if end - start >= min_block else None
         if block is None:
             items.extend(run)
         else:
             items.append(block)
         start = end
     return items
+
+
+def _mixed_block(run: Sequence[Any], kinds: list[int], trusted: bool) -> list[Any] | None:
+    """A block of a run of metric and mark events (None: see ``_block``); each mark, as
+    ``(kind, ts, what, context, step)``, takes a NaN value in the values column."""
+    marks = list(compress(range(len(kinds)), map(_MARK.__eq__, kinds)))
+    if len(marks) == len(kinds):
+        return None  # marks alone: no metric to carry
+    if not marks:
+        return _block(run, trusted)
+    rows = list(run)
+    for i in marks:
+        mark = rows[i]
+        if len(mark) != 5:
+            return None
+        rows[i] = (_METRIC, mark[1], mark[2], _NAN, mark[3], mark[4])
+    return _block(rows, trusted, marks=marks)
 
 
 def _column(data: Any, n: int, code: str, what: str) -> array[Any]:
@@ -193,10 +228,11 @@ def _steps(data: Any, n: int) -> list[int | None]:
     return data
 
 
-def read_block(raw: Any) -> Block:
-    """The checked columns of one block item (``EventError`` naming what is wrong)."""
+def _check(raw: Any) -> tuple[int, array[int]]:
+    """Every check of a block item but the steps', in the reader's order: (n, the timestamps).
+    The values column is checked by its length only: any float64 is a value (NaN and inf too)."""
     if not is_block(raw):
-        raise EventError(f"a metric block is an array of 6 items, got {preview(raw)}")
+        raise EventError(f"a metric block is an array of 6 or 7 items, got {preview(raw)}")
     names = raw[2]
     n = len(names) if type(names) is list else 0
     if n < 1:
@@ -205,14 +241,51 @@ def read_block(raw: Any) -> Block:
     if min(ts) < 0:
         raise EventError("metric block timestamps must be >= 0")
     _check_names(names, n, "names", optional=False)
-    values = _column(raw[3], n, "d", "values")
+    if type(raw[3]) is not bytes or len(raw[3]) != 8 * n:
+        raise EventError(f"metric block values must be {8 * n} bytes (n={n}), got {type(raw[3]).__name__}")
     _check_names(raw[4], n, "contexts", optional=True)
-    return Block(ts, names, values, raw[4], _steps(raw[5], n))
+    return n, ts
+
+
+def read_block(raw: Any) -> Block:
+    """The checked columns of one block item (``EventError`` naming what is wrong)."""
+    n, ts = _check(raw)
+    values = _column(raw[3], n, "d", "values")
+    return Block(ts, raw[2], values, raw[4], _steps(raw[5], n), _marks(raw[6], n) if len(raw) == 7 else [])
+
+
+def check_block(raw: Any) -> None:
+    """``read_block``'s checks, without building the columns it does not need to look at (the
+    sidecar's check before journaling): a steps column of bytes is checked by its length."""
+    n, _ = _check(raw)
+    steps = raw[5]
+    if type(steps) is bytes:
+        if len(steps) != 8 * n:
+            raise EventError(f"metric block steps must be {8 * n} bytes (n={n}), got bytes")
+    else:
+        _steps(steps, n)
+    if len(raw) == 7:
+        _marks(raw[6], n)
+
+
+def _marks(data: Any, n: int) -> list[int]:
+    if (
+        type(data) is not list
+        or not data
+        or set(map(type, data)) != {int}
+        or data[0] < 0
+        or data[-1] >= n
+        or sorted(set(data)) != data
+    ):
+        raise EventError(
+            f"metric block marks must be a non-empty array of strictly increasing positions in 0..{n - 1}"
+        )
+    return data
 
 
 def is_block(item: Any) -> bool:
     """True for a body item that claims to be a metric block (checked or not)."""
-    return type(item) is list and len(item) == 6 and type(item[0]) is int and item[0] == _METRICS
+    return type(item) is list and 6 <= len(item) <= 7 and type(item[0]) is int and item[0] == _METRICS
 
 
 def _size(item: Any) -> int:
@@ -278,18 +351,9 @@ def tail_metrics(items: list[Any], k: int) -> Tail:
         if got >= k:
             break
         if is_block(item):
-            m = min(k - got, len(item[2]))
-            steps = item[5]
-            if type(steps) is bytes:
-                steps = _column(steps[-8 * m :], m, "q", "steps").tolist()
-            elif steps is None:
-                steps = [None] * m
-            else:
-                steps = steps[-m:]
-            values = _column(item[3][-8 * m :], m, "d", "values").tolist()
-            ts = _column(item[1][-8 * m :], m, "q", "timestamps").tolist()
-            chunks.append((item[2][-m:], values, steps, ts))
-            got += m
+            chunk = _block_tail(item, k - got)
+            chunks.append(chunk)
+            got += len(chunk[0])
         elif type(item[0]) is int and item[0] == _METRIC:
             chunks.append(([item[2]], [item[3]], [item[5]], [item[1]]))
             got += 1
@@ -302,10 +366,46 @@ def tail_metrics(items: list[Any], k: int) -> Tail:
     return tail
 
 
+def _block_tail(item: list[Any], want: int) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """The last ``want`` metric events of a checked block (fewer if it holds fewer), as
+    (names, values, steps, ts_ns): the ends of its columns, its marks left out."""
+    n = len(item[2])
+    marks: list[int] = item[6] if len(item) == 7 else []
+    want = min(want, n - len(marks))
+    m, inside = want, 0  # the shortest end of the block that holds `want` metrics
+    while True:
+        inside = len(marks) - bisect_left(marks, n - m)
+        if m - inside >= want:
+            break
+        m = want + inside
+    if m == 0:
+        return [], [], [], []
+    at, steps = 8 * (n - m), item[5]
+    if type(steps) is bytes:
+        steps = list(unpack_from(f"<{m}q", steps, at))
+    elif steps is None:
+        steps = [None] * m
+    else:
+        steps = steps[-m:]
+    cols = (
+        item[2][-m:],
+        list(unpack_from(f"<{m}d", item[3], at)),
+        steps,
+        list(unpack_from(f"<{m}q", item[1], at)),
+    )
+    if not inside:
+        return cols
+    keep = [True] * m
+    for p in marks[len(marks) - inside :]:
+        keep[p - (n - m)] = False
+    names, values, steps, ts = (list(compress(col, keep)) for col in cols)
+    return names, values, steps, ts
+
+
 def _cut(block: Block, k: int) -> list[Any]:
     steps = block.steps[k:]
     step_col: Any = list(steps) if None in steps else _int64_bytes(steps)
-    return [
+    cut = [
         _METRICS,
         _int64_bytes(block.ts_ns[k:]),
         block.names[k:],
@@ -313,6 +413,8 @@ def _cut(block: Block, k: int) -> list[Any]:
         block.contexts[k:],
         step_col,
     ]
+    marks = [p - k for p in block.marks if p >= k]
+    return [*cut, marks] if marks else cut
 
 
 def expand(items: list[Any]) -> list[Any]:
@@ -326,10 +428,12 @@ def expand(items: list[Any]) -> list[Any]:
             except EventError:
                 out.append(item)
                 continue
-            out.extend(
-                [_METRIC, t, name, v, c, s]
-                for t, name, v, c, s in zip(b.ts_ns, b.names, b.values, b.contexts, b.steps, strict=True)
-            )
+            rows = zip(b.ts_ns, b.names, b.values, b.contexts, b.steps, strict=True)
+            events: list[Any] = [[_METRIC, t, name, v, c, s] for t, name, v, c, s in rows]
+            for i in b.marks:
+                t, name, _, c, s = events[i][1:]
+                events[i] = [_MARK, t, name, c, s]
+            out.extend(events)
         else:
             out.append(item)
     return out
@@ -337,5 +441,5 @@ def expand(items: list[Any]) -> list[Any]:
 
 def check_items(items: list[Any]) -> str | None:
     """The reason the first bad item of a body is bad, or None: ``records.check_events`` with
-    blocks read by ``read_block``."""
-    return check_events(items, read_block)
+    blocks checked by ``check_block``."""
+    return check_events(items, check_block)

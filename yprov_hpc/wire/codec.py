@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from yprov_hpc.core.errors import DecodeError
-from yprov_hpc.wire.blocks import event_count, has_blocks, pack_items
+from yprov_hpc.wire.blocks import event_count, has_blocks, is_block, pack_items
 from yprov_hpc.wire.records import (
     INT64_MAX,
     MAX_INFO_ITEMS,
@@ -174,6 +174,8 @@ def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
             raise DecodeError("metric blocks need schema version 3")
     elif len(obj) > header.n_events or event_count(obj) != header.n_events:
         raise DecodeError(f"body holds {event_count(obj)} events, header says {header.n_events}")
+    elif header.version < 4 and any(is_block(item) and len(item) == 7 for item in obj):
+        raise DecodeError("marks in metric blocks need schema version 4")
     return obj
 
 

@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 3
-SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+SCHEMA_VERSION = 4
+SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4})
 # Version 2 adds node streams: a batch with rank NODE_RANK carries the sidecar's own events
 # (samples of the node). Version 1 batches always have rank >= 0.
 # Version 3 adds metric blocks (wire.blocks): one body item for a run of metric events, so a
 # body may hold fewer items than the header's n_events. Replies did not change: they keep
 # version 2, which every reader since version 2 accepts.
+# Version 4 lets a metric block carry mark events too (a 7th item: their positions), so that
+# frequent marks do not cut a rank's metrics into runs too short to be blocks.
 REPLY_VERSION = 2
 NODE_RANK = -1
 
