@@ -29,7 +29,7 @@ from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.wire.blocks import check_items
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, decode_body, decode_header, encode_ack, encode_nack
 from yprov_hpc.wire.journal import JournalWriter
-from yprov_hpc.wire.records import BatchHeader
+from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Kind
 
 log = logging.getLogger("yprov_daemon")
 
@@ -187,6 +187,19 @@ def array_count(data: bytes) -> int | None:
     return None
 
 
+_NOT_IN_NODE_STREAMS = frozenset(int(k) for k in Kind if k != Kind.SAMPLE)
+
+
+def _not_samples(events: list[Any]) -> str | None:
+    """Why a node stream's (checked) body is refused: it holds an event of a kind other than
+    SAMPLE (the merge reads a node stream for its samples only; a kind this version does not
+    know is a newer writer's, journaled as it is), or None."""
+    for i, ev in enumerate(events):
+        if ev[0] in _NOT_IN_NODE_STREAMS:  # checked: each item is a non-empty array of an int kind
+            return f"event {i}: a node stream (rank {NODE_RANK}) carries SAMPLE events only"
+    return None
+
+
 @dataclass
 class IngestStats:
     """What the drains saw."""
@@ -287,6 +300,8 @@ class BatchIngest:
         except DecodeError as exc:
             return exc.reason
         reason = check_items(events)
+        if reason is None and header.rank == NODE_RANK:
+            reason = _not_samples(events)
         return events if reason is None else reason
 
     def _malformed(self, reason: str) -> None:

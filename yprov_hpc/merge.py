@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,15 @@ from yprov_hpc.fold.attribution import rank_energy as rank_energy_of
 from yprov_hpc.fold.carbon import CarbonIntensity
 from yprov_hpc.fold.index import Frame, JournalIndex, index_journals, journal_group, read_batch
 from yprov_hpc.fold.markers import JobEnd, Markers, RankMarker, read_job_end, read_markers
-from yprov_hpc.fold.nodes import Settings, finish_nodes, job_end_ns, load_nodes, merge_settings, telemetry
+from yprov_hpc.fold.nodes import (
+    Settings,
+    finish_nodes,
+    job_end_ns,
+    load_nodes,
+    merge_settings,
+    telemetry,
+    write_node_files,
+)
 from yprov_hpc.fold.parts import RankOutcome, node_key, rank_key, read_parts, write_part
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold, fold_rank, rank_problems
 from yprov_hpc.fold.result import MAX_LISTED_MISSING, MergeResult, write_report
@@ -245,7 +254,8 @@ def merge_run(
             done, result.parts_unusable = read_parts(layout, plan.keys)
             result.from_parts = len(done)
         todo = [job for job in plan.jobs if job.rank not in done]
-        outcomes = sorted([*done.values(), *pool.run(todo, progress)], key=lambda o: o.rank)
+        meanwhile = partial(write_node_files, layout, plan.nodes)  # while the workers fold
+        outcomes = sorted([*done.values(), *pool.run(todo, progress, meanwhile)], key=lambda o: o.rank)
     finally:
         pool.close()
     for outcome in outcomes:
@@ -317,7 +327,7 @@ def _finish_run(
     rank_windows: dict[str, dict[int, Window]] = {}
     for o in outcomes:
         rank_windows.setdefault(node_of.get(o.rank, ""), {})[o.rank] = o.window
-    finish_nodes(layout, nodes, window, rank_windows, conf.carbon, write=True)
+    finish_nodes(nodes, window, rank_windows, conf.carbon)
     result.nodes = {n: t for n, (t, _) in nodes.items()}
     for tele in result.nodes.values():
         result.telemetry_gaps.extend(tele.gaps)

@@ -124,6 +124,27 @@ def test_a_block_in_a_version_2_batch_is_refused(sidecar: tuple[subprocess.Popen
     _hostile_beside_a_rank(proc, run_dir, endpoint, _refused(header, _batch_body(block), "version 3"))
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        [4, 1_780_000_000_000_000_000, "loss", 1.0, None, 1],
+        [8, 1_780_000_000_000_000_000, "system", None, 1],
+        [15, b"\x01" * 8, ["a"], b"\x00" * 8, [None], None, [0]],
+    ],
+    ids=["metric", "mark", "block-with-a-mark"],
+)
+def test_a_node_stream_of_anything_but_samples_is_refused(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str], event: list[Any]
+) -> None:
+    """A node stream (rank -1) carries the sidecar's samples only: a metric, a mark or a block
+    there would be journaled where the merge reads samples, so it is refused, not acked."""
+    proc, run_dir, endpoint = sidecar
+    header = msgpack.packb([4, 1, "r1", -1, "n0", 99, 0, 1, 1])
+    _hostile_beside_a_rank(
+        proc, run_dir, endpoint, _refused(header, _batch_body(event), "SAMPLE events only")
+    )
+
+
 def test_a_body_of_millions_of_empty_arrays_is_refused_within_bounds(
     sidecar: tuple[subprocess.Popen[bytes], Path, str],
 ) -> None:

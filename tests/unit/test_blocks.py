@@ -201,9 +201,14 @@ def test_marks_ride_in_blocks_only_from_version_4() -> None:
     items = decode_body(body, decode_header(header))
     assert len(items) == 1 and items[0][0] == METRICS and len(items[0][6]) == 8
     assert read_block(items[0]).marks == [i for i, e in enumerate(events) if e[0] == int(Kind.MARK)]
+    assert decode_header(header).version == 4
     v3 = msgpack.packb([3, *msgpack.unpackb(header)[1:]])
     with pytest.raises(DecodeError, match="marks in metric blocks need schema version 4"):
         decode_body(body, decode_header(v3))
+    metrics_only = [e for e in events if e[0] == int(Kind.METRIC)]
+    assert (
+        decode_header(encode_batch("r", 0, "n", 1, 0, metrics_only, 0)[0]).version == 3
+    )  # an older sidecar takes it
 
 
 def test_a_bad_mark_keeps_its_run_single_events() -> None:

@@ -74,7 +74,8 @@ def reference(rank: int, marks: list[Mark], start_ns: int, node: NodeTelemetry) 
 
 
 def _node(seed: int, n: int, gpus: bool) -> NodeTelemetry:
-    """A node's samples with holes: missing and boolean values, GPUs sampled on their own clock."""
+    """A node's samples with holes: missing and boolean values, repeated times, GPUs sampled on
+    their own clock."""
     rng = random.Random(seed)
     samples: list[tuple[int, str, dict[str, Any]]] = []
     cpu = [0.0, 0.0]
@@ -88,7 +89,9 @@ def _node(seed: int, n: int, gpus: bool) -> NodeTelemetry:
         values = {"cpu_busy_s": sum(cpu) * 1.5, "cpu_percent": rng.uniform(0, 100), "ranks": ranks}
         if rng.random() < 0.8:
             values["mem_used_bytes"] = 10**10 + k
-        samples.append((k * S + rng.randrange(S // 4), "system", values))
+        system_times = [t for t, source, _ in samples if source == "system"]
+        ts = system_times[-1] if system_times and rng.random() < 0.2 else k * S + rng.randrange(S // 4)
+        samples.append((ts, "system", values))  # now and then two samples of one time
         if gpus:
             gpu = {"power_w": rng.uniform(50, 300), "pids": [100]}
             if rng.random() < 0.7:
@@ -139,7 +142,9 @@ def test_columns_equal_the_reference_series_by_series(
     got = mark_metrics(rank, columns, start_s * S, node, CARBON)
     assert set(got.kind) <= {"metric"} and len(got.kind) == len(got.ts_ns)
     series: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for name, ctx, step, value, ts in zip(got.name, got.context, got.step, got.value, got.ts_ns, strict=True):
+    for name, ctx, step, value, ts in zip(
+        got.name, got.context, got.steps(), got.value, got.ts_ns, strict=True
+    ):
         series[name].append((ctx, step, value, ts))
     expected: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for name, ctx, step, value, ts in reference(rank, recs, start_s * S, node):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import resource
+import struct
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from yprov_hpc.merge import merge_run
@@ -178,6 +180,36 @@ def _system(ts: int, busy: float, **extra: Any) -> tuple[Any, ...]:
         "system",
         {"cpu_busy_s": busy, "cpu_percent": 50.0, "ranks": ranks, **extra},
     )
+
+
+def test_samples_of_one_time_merge(tmp_path: Path) -> None:
+    """Two system samples (and two GPU samples) of the same time, as a journal may hold them,
+    merge like any others: the samples are ordered by time alone."""
+    root = tmp_path / "e_r1"
+    samples = [_system(T0 + k * S, float(k)) for k in range(11)]
+    samples.insert(5, _system(T0 + 4 * S, 4.5))
+    gpu = {"gpus": {"0": {"power_w": 100.0, "pids": [100]}}}
+    samples += [(int(Kind.SAMPLE), T0 + 2 * S, "nvml", gpu), (int(Kind.SAMPLE), T0 + 2 * S, "nvml", gpu)]
+    _write(root, [(0, "n0", _good()), (NODE_RANK, "n0", samples)])
+    result = merge_run(root, create_svg=False)
+    assert result.collection is not None and result.nodes["n0"].samples == 14
+    assert not [p for p in result.problems if "sample" in p]
+
+
+def test_events_that_are_not_samples_in_a_node_stream_are_counted(tmp_path: Path) -> None:
+    """A node stream's metrics, marks and blocks (only a hostile journal holds them: the sidecar
+    refuses them) are counted as bad, each event once, and the samples beside them still count."""
+    root = tmp_path / "e_r1"
+    samples: list[Any] = [_system(T0 + k * S, float(k)) for k in range(11)]
+    samples += [(int(Kind.METRIC), T0, "loss", 1.0, None, 1), (int(Kind.MARK), T0, "system", None, 1)]
+    _write(root, [(0, "n0", _good()), (NODE_RANK, "n0", samples)])
+    block = [15, struct.pack("<20q", *range(20)), ["a"] * 20, bytes(160), [None] * 20, None, [3]]
+    writer = JournalWriter(root / "journal" / "node-n0.journal")
+    writer.append(msgpack.packb([4, 1, "r1", NODE_RANK, "n0", 99, 13, 20, T0]), msgpack.packb([block]))
+    writer.close()
+    result = merge_run(root, create_svg=False)
+    assert any("node n0: 22 bad samples skipped" in p for p in result.problems), result.problems
+    assert result.nodes["n0"].samples == 11
 
 
 def test_bad_samples_are_skipped_and_reported(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from operator import le
+from operator import itemgetter, le
 from typing import Any
 
 DEFAULT_CPU_TDP_W = 85.0  # codecarbon's fallback when a CPU model is not in its table
@@ -220,9 +220,10 @@ def build_node_energy(
 ) -> NodeEnergy:
     """The energy timeline of one node from its (ts_ns, source, values) samples."""
     ne = NodeEnergy(node)
-    system = sorted((ts, v) for ts, src, v in samples if src == "system")
-    rapl = sorted((ts, v) for ts, src, v in samples if src == "rapl")
-    nvml = sorted((ts, v) for ts, src, v in samples if src == "nvml")
+    by_time = itemgetter(0)  # never the values: two samples of one time keep their order
+    system = sorted(((ts, v) for ts, src, v in samples if src == "system"), key=by_time)
+    rapl = sorted(((ts, v) for ts, src, v in samples if src == "rapl"), key=by_time)
+    nvml = sorted(((ts, v) for ts, src, v in samples if src == "nvml"), key=by_time)
     ne.system = [{"ts_ns": ts, **v} for ts, v in system]
     ne.gpu_samples = [(ts, v.get("gpus", {})) for ts, v in nvml]
     ne.times = [ts for ts, _ in system]

@@ -16,7 +16,8 @@ from yprov_hpc.fold.gaps import sample_interval_ns, telemetry_gaps
 from yprov_hpc.fold.index import Frame, JournalIndex, index_journals, read_batch
 from yprov_hpc.fold.markers import Markers, read_markers
 from yprov_hpc.fold.writers import write_node_series
-from yprov_hpc.wire.records import EventError, Kind, RunStart, Sample, decode_event
+from yprov_hpc.wire.blocks import event_count, is_block
+from yprov_hpc.wire.records import EventError, Kind, RunStart, Sample, UnknownKind, decode_event
 
 __all__ = [
     "Settings",
@@ -26,6 +27,7 @@ __all__ = [
     "load_nodes",
     "merge_settings",
     "telemetry",
+    "write_node_files",
 ]
 
 Window = tuple[int, int]
@@ -70,15 +72,24 @@ def node_samples(
             continue
         seen.add((fr.stream, fr.seq_start))
         for raw in read_batch(fr) or []:
+            if is_block(raw):  # a node stream carries samples only (the sidecar refuses others)
+                bad, first = bad + event_count([raw]), first or "a metric block in a node stream"
+                continue
             try:
                 rec = decode_event(raw)
+            except UnknownKind as exc:
+                bad, first = bad + 1, first or f"an event of unknown kind {exc.kind} in a node stream"
+                continue
             except EventError as exc:
                 bad, first = bad + 1, first or exc.reason
                 continue
-            reason = check_sample(rec.source, rec.values) if isinstance(rec, Sample) else None
+            if not isinstance(rec, Sample):
+                bad, first = bad + 1, first or f"a {Kind(rec.kind).name} event in a node stream"
+                continue
+            reason = check_sample(rec.source, rec.values)
             if reason is not None:
                 bad, first = bad + 1, first or reason
-            elif isinstance(rec, Sample):
+            else:
                 samples.append((rec.ts_ns, rec.source, rec.values))
     if bad:
         problems.append(f"node {node}: {bad} bad samples skipped (first: {first})")
@@ -110,20 +121,24 @@ def telemetry(
 
 
 def finish_nodes(
-    layout: RunLayout,
     nodes: dict[str, tuple[NodeTelemetry, list[Any]]],
     window: Window | None,
     rank_windows: dict[str, dict[int, Window]],
     carbon: CarbonIntensity,
-    write: bool,
 ) -> None:
-    """Totals over the run's window, telemetry gaps and (``write``) the node series files."""
-    for node, (tele, samples) in nodes.items():
+    """Totals over the run's window and telemetry gaps."""
+    for node, (tele, _) in nodes.items():
         times = tele.energy.times
         span = window or ((times[0], times[-1]) if times else (0, 0))
         node_totals(tele, span, rank_windows.get(node, {}), carbon)
         tele.gaps = telemetry_gaps(node, times, span, sample_interval_ns(times, tele.energy.system))
-        if write and samples:
+
+
+def write_node_files(layout: RunLayout, nodes: dict[str, tuple[NodeTelemetry, list[Any]]]) -> None:
+    """Each node's series file (its samples, whatever the ranks' windows): written while the
+    workers fold the ranks."""
+    for node, (tele, samples) in nodes.items():
+        if samples:
             tele.series_path = layout.node_series_file(node)
             tele.series_sha256 = write_node_series(samples, tele.series_path)
 
@@ -162,5 +177,5 @@ def load_nodes(run_dir: Path) -> tuple[dict[str, NodeTelemetry], CarbonIntensity
     for r, w in windows.items():
         by_node.setdefault(markers[r].node or index.node_of(r) or "", {})[r] = w
     window = (min(w[0] for w in windows.values()), max(w[1] for w in windows.values())) if windows else None
-    finish_nodes(layout, nodes, window, by_node, conf.carbon, write=False)
+    finish_nodes(nodes, window, by_node, conf.carbon)
     return {n: t for n, (t, _) in nodes.items()}, conf.carbon

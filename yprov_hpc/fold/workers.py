@@ -75,12 +75,18 @@ class Workers(Generic[Job]):
         """Start now, as many as the journals' size says (about BYTES_PER_EVENT an event)."""
         self._start(_journal_bytes(paths) // BYTES_PER_EVENT)
 
-    def run(self, jobs: list[Job], progress: bool) -> list[RankOutcome]:
-        """Merge every rank: in the workers when there are enough events (or they are up)."""
+    def run(
+        self, jobs: list[Job], progress: bool, meanwhile: Callable[[], None] | None = None
+    ) -> list[RankOutcome]:
+        """Merge every rank: in the workers when there are enough events (or they are up).
+        ``meanwhile`` runs in this process once the jobs are handed out (before them, without
+        workers)."""
         bar = progress_bar(progress, len(jobs))
         outcomes: list[RankOutcome] = []
         self._start(sum(fr.n_events for job in jobs for fr in job.frames), len(jobs))
         results = self._pool.map(self.fn, jobs) if self._pool is not None and len(jobs) > 1 else None
+        if meanwhile is not None:
+            meanwhile()
         for outcome in results if results is not None else map(self.fn, jobs):
             outcomes.append(outcome)
             bar.update(1) if bar is not None else None

@@ -50,6 +50,7 @@ __all__ = [
     "expand",
     "has_blocks",
     "is_block",
+    "pack_body",
     "pack_items",
     "read_block",
     "tail_metrics",
@@ -76,7 +77,7 @@ class Block(NamedTuple):
     names: list[str]
     values: array[float]
     contexts: list[str | None]
-    steps: list[int | None]
+    steps: Sequence[int | None]  # a machine array when every event has a step
     marks: list[int]  # positions of the mark events (their value is NaN), strictly increasing
 
 
@@ -145,15 +146,23 @@ def pack_items(
     ``min_block`` metric and mark events, at least one a metric, become blocks; every other
     event stays as it is. ``trusted``: the events come from the rank's own checked verbs (see
     ``_block``)."""
+    return pack_body(events, trusted=trusted, min_block=min_block)[0]
+
+
+def pack_body(
+    events: Sequence[Any], *, trusted: bool = False, min_block: int = MIN_BLOCK_EVENTS
+) -> tuple[Sequence[Any], bool]:
+    """``pack_items``, and whether a block carries marks (the body then needs version 4)."""
     n = len(events)
     if n < min_block:
-        return events
+        return events, False
     cols = list(zip(*events, strict=False))
     if len(cols) == 6 and cols[0].count(_METRIC) == n:  # the common case: nothing but metrics
         block = _block(events, trusted, cols)
-        return events if block is None else [block]
+        return (events, False) if block is None else ([block], False)
     kinds = list(map(_kind_of, events))
     items: list[Any] = []
+    marked = False
     start = 0
     while start < n:
         if kinds[start] not in _ROW_KINDS:
@@ -169,8 +178,9 @@ def pack_items(
             items.extend(run)
         else:
             items.append(block)
+            marked = marked or len(block) == 7
         start = end
-    return items
+    return items, marked
 
 
 def _mixed_block(run: Sequence[Any], kinds: list[int], trusted: bool) -> list[Any] | None:
@@ -215,11 +225,11 @@ def _check_names(values: Any, n: int, what: str, *, optional: bool) -> None:
         raise EventError(f"metric block {what}: {preview(s)} is not a str of 1 to {MAX_NAME_CHARS} chars")
 
 
-def _steps(data: Any, n: int) -> list[int | None]:
+def _steps(data: Any, n: int) -> Sequence[int | None]:
     if data is None:
         return list(repeat(None, n))
     if type(data) is bytes:
-        return _column(data, n, "q", "steps").tolist()
+        return _column(data, n, "q", "steps")
     if type(data) is not list or len(data) != n or not set(map(type, data)) <= _STEP_TYPES:
         raise EventError(f"metric block steps must be nil, {8 * n} bytes or an array of {n} ints or nils")
     ints = [s for s in data if s is not None]

@@ -12,8 +12,9 @@ from typing import Any
 import msgpack
 
 from yprov_hpc.core.errors import DecodeError
-from yprov_hpc.wire.blocks import event_count, has_blocks, is_block, pack_items
+from yprov_hpc.wire.blocks import event_count, has_blocks, is_block, pack_body
 from yprov_hpc.wire.records import (
+    BLOCKS_VERSION,
     INT64_MAX,
     MAX_INFO_ITEMS,
     MAX_NAME_CHARS,
@@ -62,12 +63,15 @@ def encode_batch(
     *,
     trusted: bool = False,
 ) -> tuple[bytes, bytes]:
-    """Pack a batch into its (header, body) frames (``trusted``: see ``blocks.pack_items``)."""
+    """Pack a batch into its (header, body) frames (``trusted``: see ``blocks.pack_items``).
+    The header says version 4 only when a block carries marks, else 3: a sidecar of the
+    previous release still takes every other batch."""
+    items, marked = pack_body(events, trusted=trusted)  # metric runs as blocks
+    version = SCHEMA_VERSION if marked else BLOCKS_VERSION
     header = msgpack.packb(
-        [SCHEMA_VERSION, MSG_BATCH, run_id, rank, node, stream, seq_start, len(events), sent_ts_ns]
+        [version, MSG_BATCH, run_id, rank, node, stream, seq_start, len(events), sent_ts_ns]
     )
-    body = msgpack.packb(pack_items(events, trusted=trusted), use_bin_type=True)  # metric runs as blocks
-    return header, body
+    return header, msgpack.packb(items, use_bin_type=True)
 
 
 # what one container of a body may hold: msgpack refuses more before building it, so a hostile

@@ -30,6 +30,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 SCHEMA_VERSION = 4
+BLOCKS_VERSION = 3  # what a batch without marks in its blocks says (an older sidecar takes it)
 SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4})
 # Version 2 adds node streams: a batch with rank NODE_RANK carries the sidecar's own events
 # (samples of the node). Version 1 batches always have rank >= 0.

@@ -1,0 +1,61 @@
+"""The fold's series columns (machine arrays for steps, values and times, missing steps by
+position) become the same Arrow table as the plain Python values they stand for."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from yprov_hpc.fold.series import SeriesColumns, build_table
+
+steps = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
+rows = st.tuples(st.sampled_from(["loss", "acc"]), st.none() | st.just("training"), steps, st.floats())
+chunks = st.lists(
+    st.tuples(st.sampled_from(["add", "list", "array", "columns"]), st.lists(rows, max_size=20)), max_size=8
+)
+
+
+def _append(cols: SeriesColumns, how: str, chunk: list[tuple[Any, ...]]) -> None:
+    if how == "add":
+        for name, ctx, step, value in chunk:
+            cols.add("metric", name, ctx, step, value, 7)
+        return
+    if how == "columns":
+        other = SeriesColumns()
+        _append(other, "list", chunk)
+        cols.extend(other)
+        return
+    chunk_steps: list[Any] = [r[2] for r in chunk]
+    if how == "array":  # a block's steps column when every event has one
+        chunk_steps = [0 if s is None else s for s in chunk_steps]
+        chunk = [(n, c, 0 if s is None else s, v) for n, c, s, v in chunk]
+    cols.kind.extend(["metric"] * len(chunk))
+    cols.name.extend(r[0] for r in chunk)
+    cols.context.extend(r[1] for r in chunk)
+    cols.extend_steps(array("q", chunk_steps) if how == "array" else chunk_steps)
+    cols.value.extend(array("d", [r[3] for r in chunk]))
+    cols.ts_ns.extend(array("q", [7] * len(chunk)))
+
+
+@given(chunks)
+def test_the_table_holds_every_step_value_and_gap_in_order(parts: list[tuple[str, list[Any]]]) -> None:
+    """However the rows came in (one at a time, as lists, as arrays, as other columns), the
+    table's steps are the rows' steps with None where one was missing, and values and
+    times are the rows' own."""
+    cols = SeriesColumns()
+    want: list[tuple[Any, ...]] = []
+    for how, chunk in parts:
+        _append(cols, how, chunk)
+        want.extend((n, c, 0 if how == "array" and s is None else s, v) for n, c, s, v in chunk)
+    table = build_table(cols)
+    assert table["step"].to_pylist() == [w[2] for w in want] == cols.steps()
+    assert table["step"].null_count == sum(w[2] is None for w in want)
+    got_values = table["value"].to_pylist()
+    assert all(
+        (math.isnan(g) and math.isnan(w[3])) or g == w[3] for g, w in zip(got_values, want, strict=True)
+    )
+    assert table["name"].to_pylist() == [w[0] for w in want] and table["ts_ns"].to_pylist() == [7] * len(want)
