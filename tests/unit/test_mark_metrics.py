@@ -142,9 +142,7 @@ def test_columns_equal_the_reference_series_by_series(
     got = mark_metrics(rank, columns, start_s * S, node, CARBON)
     assert set(got.kind) <= {"metric"} and len(got.kind) == len(got.ts_ns)
     series: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for name, ctx, step, value, ts in zip(
-        got.name, got.context, got.steps(), got.value, got.ts_ns, strict=True
-    ):
+    for name, ctx, step, value, ts in zip(got.name, got.context, got.step, got.value, got.ts_ns, strict=True):
         series[name].append((ctx, step, value, ts))
     expected: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for name, ctx, step, value, ts in reference(rank, recs, start_s * S, node):

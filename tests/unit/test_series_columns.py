@@ -1,5 +1,5 @@
-"""The fold's series columns (machine arrays for steps, values and times, missing steps by
-position) become the same Arrow table as the plain Python values they stand for."""
+"""The fold's series columns (lists, and machine arrays for values and times) become the same
+Arrow table as the plain Python values they stand for."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from yprov_hpc.fold.series import SeriesColumns, build_table
 steps = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
 rows = st.tuples(st.sampled_from(["loss", "acc"]), st.none() | st.just("training"), steps, st.floats())
 chunks = st.lists(
-    st.tuples(st.sampled_from(["add", "list", "array", "columns"]), st.lists(rows, max_size=20)), max_size=8
+    st.tuples(st.sampled_from(["add", "list", "columns"]), st.lists(rows, max_size=20)), max_size=8
 )
 
 
@@ -29,30 +29,26 @@ def _append(cols: SeriesColumns, how: str, chunk: list[tuple[Any, ...]]) -> None
         _append(other, "list", chunk)
         cols.extend(other)
         return
-    chunk_steps: list[Any] = [r[2] for r in chunk]
-    if how == "array":  # a block's steps column when every event has one
-        chunk_steps = [0 if s is None else s for s in chunk_steps]
-        chunk = [(n, c, 0 if s is None else s, v) for n, c, s, v in chunk]
     cols.kind.extend(["metric"] * len(chunk))
     cols.name.extend(r[0] for r in chunk)
     cols.context.extend(r[1] for r in chunk)
-    cols.extend_steps(array("q", chunk_steps) if how == "array" else chunk_steps)
+    cols.step.extend(r[2] for r in chunk)
     cols.value.extend(array("d", [r[3] for r in chunk]))
     cols.ts_ns.extend(array("q", [7] * len(chunk)))
 
 
 @given(chunks)
 def test_the_table_holds_every_step_value_and_gap_in_order(parts: list[tuple[str, list[Any]]]) -> None:
-    """However the rows came in (one at a time, as lists, as arrays, as other columns), the
-    table's steps are the rows' steps with None where one was missing, and values and
-    times are the rows' own."""
+    """However the rows came in (one at a time, as lists, as other columns), the table's
+    steps are the rows' steps with None where one was missing, and values and times are the
+    rows' own."""
     cols = SeriesColumns()
     want: list[tuple[Any, ...]] = []
     for how, chunk in parts:
         _append(cols, how, chunk)
-        want.extend((n, c, 0 if how == "array" and s is None else s, v) for n, c, s, v in chunk)
+        want.extend(chunk)
     table = build_table(cols)
-    assert table["step"].to_pylist() == [w[2] for w in want] == cols.steps()
+    assert table["step"].to_pylist() == [w[2] for w in want]
     assert table["step"].null_count == sum(w[2] is None for w in want)
     got_values = table["value"].to_pylist()
     assert all(

@@ -225,7 +225,7 @@ def _extend(
     out.kind.extend(repeat("metric", len(ts)))
     out.name.extend(repeat(name, len(ts)))
     out.context.extend(ctxs)
-    out.extend_steps(steps)
+    out.step.extend(steps)
     out.value.fromlist(values)  # type: ignore[arg-type]  # no None is left where keep is None
     out.ts_ns.fromlist(ts)
 

@@ -176,7 +176,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
     inline and go straight into the columns; every other event goes through ``decode_event``.
     Longer than most functions: the inline checks are the merge's hot loop."""
     cols = fold.columns
-    kind, name, ctx, step = cols.kind.append, cols.name.append, cols.context.append, cols.add_step
+    kind, name, ctx, step = cols.kind.append, cols.name.append, cols.context.append, cols.step.append
     value, ts = cols.value.append, cols.ts_ns.append
     metric, low, high, max_name = int(Kind.METRIC), -INT64_MAX - 1, INT64_MAX, MAX_NAME_CHARS
     mark, nan, marks = int(Kind.MARK), math.nan, fold.marks.add
@@ -260,7 +260,7 @@ def _fold_block(fold: RankFold, b: Block) -> None:
     cols.kind.extend(repeat("metric", k))
     cols.name.extend(b.names)
     cols.context.extend(b.contexts)
-    cols.extend_steps(b.steps)
+    cols.step.extend(b.steps)
     cols.value.extend(b.values)
     cols.ts_ns.extend(b.ts_ns)
     if b.marks:

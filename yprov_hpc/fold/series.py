@@ -12,7 +12,6 @@ import hashlib
 import math
 import sys
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,17 @@ from yprov_hpc.core.atomic import write_bytes_atomic
 
 
 class SeriesColumns:
-    """The columns a rank's events are folded into: lists of names, and machine arrays (8 bytes
-    an item, no Python object each) of steps, values and times, which a metric block's columns
-    are copied into whole and Arrow takes as buffers. A missing step is a 0 in ``step`` and its
-    position in ``step_nulls``."""
+    """The columns a rank's events are folded into: lists, and machine arrays (8 bytes an item,
+    no Python object each) of values and times, which a metric block's columns are copied into
+    whole and Arrow takes as buffers."""
 
-    __slots__ = ("context", "kind", "name", "step", "step_nulls", "ts_ns", "value")
+    __slots__ = ("context", "kind", "name", "step", "ts_ns", "value")
 
     def __init__(self) -> None:
         self.kind: list[str] = []
         self.name: list[str] = []
         self.context: list[str | None] = []
-        self.step: array[int] = array("q")
-        self.step_nulls: list[int] = []
+        self.step: list[int | None] = []
         self.value: array[float] = array("d")
         self.ts_ns: array[int] = array("q")
 
@@ -43,45 +40,18 @@ class SeriesColumns:
         self.kind.append(kind)
         self.name.append(name)
         self.context.append(context)
-        self.add_step(step)
+        self.step.append(step)
         self.value.append(value)
         self.ts_ns.append(ts_ns)
 
-    def add_step(self, step: int | None) -> None:
-        if step is None:
-            self.step_nulls.append(len(self.step))
-            self.step.append(0)
-        else:
-            self.step.append(step)
-
-    def extend_steps(self, steps: Sequence[int | None]) -> None:
-        """Append steps: a machine array whole, a list at C speed unless it holds a None."""
-        if type(steps) is array:
-            self.step.extend(steps)
-        elif None not in steps:
-            self.step.fromlist(steps if type(steps) is list else list(steps))  # type: ignore[arg-type]
-        else:
-            base = len(self.step)
-            self.step_nulls.extend(base + i for i, s in enumerate(steps) if s is None)
-            self.step.fromlist([0 if s is None else s for s in steps])
-
     def extend(self, other: SeriesColumns) -> None:
         """Append another set of columns whole."""
-        base = len(self.step)
         self.kind.extend(other.kind)
         self.name.extend(other.name)
         self.context.extend(other.context)
         self.step.extend(other.step)
-        self.step_nulls.extend(base + i for i in other.step_nulls)
         self.value.extend(other.value)
         self.ts_ns.extend(other.ts_ns)
-
-    def steps(self) -> list[int | None]:
-        """The step column as Python values (None where missing)."""
-        out: list[int | None] = list(self.step)
-        for i in self.step_nulls:
-            out[i] = None
-        return out
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -165,18 +135,9 @@ def arrow() -> Any:
     return pa
 
 
-def _from_machine_array(pa: Any, values: array[Any], kind: Any, nulls: list[int] | None = None) -> Any:
-    """An Arrow array over a copy of a machine array's bytes (native byte order, as Arrow's),
-    with the items at ``nulls`` missing."""
-    validity = None
-    if nulls:
-        bits = bytearray(b"\xff" * ((len(values) + 7) // 8))
-        for i in nulls:
-            bits[i >> 3] &= ~(1 << (i & 7)) & 0xFF
-        validity = pa.py_buffer(bytes(bits))
-    return pa.Array.from_buffers(
-        kind, len(values), [validity, pa.py_buffer(values.tobytes())], null_count=len(nulls or ())
-    )
+def _from_machine_array(pa: Any, values: array[Any], kind: Any) -> Any:
+    """An Arrow array over a copy of a machine array's bytes (native byte order, as Arrow's)."""
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values.tobytes())])
 
 
 def build_table(columns: SeriesColumns) -> Any:
@@ -188,7 +149,7 @@ def build_table(columns: SeriesColumns) -> Any:
             "kind": pa.array(columns.kind, pa.string()),
             "name": pa.array(columns.name, pa.string()),
             "context": pa.array(columns.context, pa.string()),
-            "step": _from_machine_array(pa, columns.step, pa.int64(), columns.step_nulls),
+            "step": pa.array(columns.step, pa.int64()),
             "value": _from_machine_array(pa, columns.value, pa.float64()),
             "ts_ns": _from_machine_array(pa, columns.ts_ns, pa.int64()),
         }

@@ -77,7 +77,7 @@ class Block(NamedTuple):
     names: list[str]
     values: array[float]
     contexts: list[str | None]
-    steps: Sequence[int | None]  # a machine array when every event has a step
+    steps: list[int | None]
     marks: list[int]  # positions of the mark events (their value is NaN), strictly increasing
 
 
@@ -225,11 +225,11 @@ def _check_names(values: Any, n: int, what: str, *, optional: bool) -> None:
         raise EventError(f"metric block {what}: {preview(s)} is not a str of 1 to {MAX_NAME_CHARS} chars")
 
 
-def _steps(data: Any, n: int) -> Sequence[int | None]:
+def _steps(data: Any, n: int) -> list[int | None]:
     if data is None:
         return list(repeat(None, n))
     if type(data) is bytes:
-        return _column(data, n, "q", "steps")
+        return _column(data, n, "q", "steps").tolist()
     if type(data) is not list or len(data) != n or not set(map(type, data)) <= _STEP_TYPES:
         raise EventError(f"metric block steps must be nil, {8 * n} bytes or an array of {n} ints or nils")
     ints = [s for s in data if s is not None]
