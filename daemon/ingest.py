@@ -28,12 +28,12 @@ import zmq
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.wire.blocks import check_items
 from yprov_hpc.wire.codec import MAX_MESSAGE_BYTES, decode_body, decode_header, encode_ack, encode_nack
-from yprov_hpc.wire.journal import JournalWriter
+from yprov_hpc.wire.journal import MAX_GROUP_FRAMES, JournalWriter
 from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Kind
 
 log = logging.getLogger("yprov_daemon")
 
-DRAIN_MAX = 2000  # messages handled per drain before committing and acking
+DRAIN_MAX = 64  # messages handled per drain before committing and acking (acks flow while senders refill)
 DRAIN_MAX_BYTES = 64 << 20  # ... or this many bytes received
 DRAIN_MAX_S = 0.05  # ... or this long
 SOCKET_MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES + (64 << 10)  # zmq.MAXMSGSIZE: larger parts cut the peer off
@@ -92,6 +92,31 @@ class JournalSink:
             return False
         self._pending += 1
         return True
+
+    def append_many(self, frames: list[tuple[bytes, bytes]]) -> int:
+        """Append frames in groups of at most ``MAX_GROUP_FRAMES``, one gathering write a group
+        (the cost per frame of a write is most of a small batch's); return how many of the first
+        frames are in the journal (a group that fails is in it not at all, nor are the next)."""
+        done = 0
+        for first in range(0, len(frames), MAX_GROUP_FRAMES):
+            group = frames[first : first + MAX_GROUP_FRAMES]
+            writer = self._open()
+            if writer is None:
+                self.failed_writes += len(frames) - done
+                return done
+            try:
+                writer.append_many(group)
+            except OSError as exc:
+                self.failed_writes += len(frames) - done
+                self._failed(exc, "cannot write")
+                if writer.vanished():
+                    self.lost_frames += self._pending
+                    self._pending = 0
+                    self._lost_file()
+                return done
+            self._pending += len(group)
+            done += len(group)
+        return done
 
     def commit(self) -> bool:
         """True when the frames appended since the last commit are in the file at ``path``
@@ -225,10 +250,11 @@ class BatchIngest:
         self.last_message = time.monotonic()
 
     def drain(self, sock: Any) -> None:
-        """Handle what has arrived, within ``DRAIN_MAX`` messages, bytes and seconds."""
+        """Handle what has arrived, within ``DRAIN_MAX`` messages, bytes and seconds: check each
+        batch, journal the good ones together, commit, then ack them."""
         deadline = time.monotonic() + DRAIN_MAX_S
         received = 0
-        journaled: list[tuple[bytes, BatchHeader, list[list[Any]], bytes, bytes]] = []
+        good: list[tuple[bytes, BatchHeader, list[list[Any]], bytes, bytes]] = []
         replies: list[tuple[bytes, bytes]] = []
         for _ in range(DRAIN_MAX):
             try:
@@ -236,9 +262,11 @@ class BatchIngest:
             except zmq.Again:
                 break
             received += len(frames[-1])  # the body is nearly all of it
-            self._one(frames, journaled, replies)
+            self._one(frames, good, replies)
             if received >= DRAIN_MAX_BYTES or time.monotonic() >= deadline:
                 break
+        journaled = good[: self.sink.append_many([(g[3], g[4]) for g in good])] if good else []
+        self.stats.not_journaled += len(good) - len(journaled)
         if journaled:
             self.last_message = time.monotonic()
             if self.sink.commit():
@@ -258,7 +286,7 @@ class BatchIngest:
     def _one(
         self,
         frames: list[bytes],
-        journaled: list[tuple[bytes, BatchHeader, list[list[Any]], bytes, bytes]],
+        good: list[tuple[bytes, BatchHeader, list[list[Any]], bytes, bytes]],
         replies: list[tuple[bytes, bytes]],
     ) -> None:
         if len(frames) != 3:
@@ -278,10 +306,7 @@ class BatchIngest:
                 log.warning("refused a batch of rank %d (stream %d): %s", header.rank, header.stream, reason)
             replies.append((identity, encode_nack(header.stream, header.seq_start, header.n_events, reason)))
             return
-        if self.sink.append(header_bytes, body_bytes):
-            journaled.append((identity, header, events, header_bytes, body_bytes))
-        else:
-            self.stats.not_journaled += 1
+        good.append((identity, header, events, header_bytes, body_bytes))  # journaled by drain
 
     @staticmethod
     def _vet(header: BatchHeader, body: bytes) -> list[list[Any]] | str:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.wire.blocks import tail_metrics
+from yprov_hpc.wire.blocks import block_tail, is_block, tail_metrics
 
 __all__ = ["MAX_METRICS", "STATUS_VERSION", "LiveStatus"]
 
@@ -56,20 +56,35 @@ class LiveStatus:
                 return
             state = self._ranks[rank] = {"metrics": {}, "last_step": None, "last_ts_ns": 0}
         metrics: dict[str, float] = state["metrics"]
+        last: Any = events[-1] if events else None
+        if is_block(last) and len(last) == 6 and len(last[2]) >= TAIL_EVENTS:  # the common case
+            names, values, step, last_ns = block_tail(last, TAIL_EVENTS)
+            self._note(state, metrics, dict(zip(names, values, strict=True)), step, last_ns)
+            return
         tail = tail_metrics(events, TAIL_EVENTS)
         if not tail.names:
             return
-        latest = dict(zip(tail.names, tail.values, strict=True))  # C loops: the cost is per batch
+        step = next((s for s in reversed(tail.steps) if s is not None), None)
+        self._note(state, metrics, dict(zip(tail.names, tail.values, strict=True)), step, max(tail.ts_ns))
+
+    @staticmethod
+    def _note(
+        state: dict[str, Any],
+        metrics: dict[str, float],
+        latest: dict[str, float],
+        step: int | None,
+        last_ns: int,
+    ) -> None:
+        """Keep the latest values (the first MAX_METRICS names), the last step and time."""
         if len(metrics) + len(latest) <= MAX_METRICS:
             metrics.update(latest)
         else:
             for name, value in latest.items():
                 if name in metrics or len(metrics) < MAX_METRICS:
                     metrics[name] = value
-        step = next((s for s in reversed(tail.steps) if s is not None), None)
         if step is not None:
             state["last_step"] = step
-        state["last_ts_ns"] = max(state["last_ts_ns"], max(tail.ts_ns))
+        state["last_ts_ns"] = max(state["last_ts_ns"], last_ns)
 
     def note_sample(self, ts_ns: int, source: str, values: dict[str, Any]) -> None:
         """The node's power from a sample: GPUs' power, and RAPL energy over time."""

@@ -11,13 +11,14 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from yprov_hpc.core.errors import DecodeError
 from yprov_hpc.merge import merge_run
 from yprov_hpc.wire.blocks import (
     MIN_BLOCK_EVENTS,
+    block_tail,
     check_block,
     drop_leading,
     event_count,
@@ -103,6 +104,21 @@ def test_the_tail_of_a_body_is_its_last_metric_events(events: list[tuple[Any, ..
         )
     ]
     assert _same(got, want)
+
+
+@given(st.lists(metric_events, min_size=1, max_size=60), st.integers(1, 60))
+def test_the_fast_tail_of_a_block_is_the_tail(events: list[tuple[Any, ...]], k: int) -> None:
+    """The live status's shortcut for a body ending in a plain block gives the same names,
+    values, last step and latest time as the general tail."""
+    item = msgpack.unpackb(msgpack.packb(pack_items(events, min_block=1)))[-1]
+    assume(len(item) == 6 and len(item[2]) >= k)  # the shortcut is for such a block only
+    names, values, step, last_ns = block_tail(item, k)
+    tail = tail_metrics([item], k)
+    assert names == tail.names and _same(
+        [[4, 0, "", v, None, None] for v in values], [[4, 0, "", v, None, None] for v in tail.values]
+    )
+    assert step == next((s for s in reversed(tail.steps) if s is not None), None)
+    assert last_ns == max(tail.ts_ns)
 
 
 def test_short_runs_and_non_float_values_stay_single_events() -> None:

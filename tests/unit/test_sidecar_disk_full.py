@@ -19,7 +19,7 @@ from yprov_daemon.ingest import BatchIngest, JournalSink
 from yprov_hpc.core.keys import make_keys
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.wire.codec import decode_header, decode_reply, encode_batch
-from yprov_hpc.wire.journal import JournalWriter, ReadReport, read_frames
+from yprov_hpc.wire.journal import MAX_GROUP_FRAMES, JournalWriter, ReadReport, read_frames
 
 
 class _Disk:
@@ -169,3 +169,80 @@ def test_the_aggregator_survives_a_full_disk(tmp_path: Path) -> None:
         forwarder.finish(0)
         aggregator.close()
         ctx.term()
+
+
+class _FailingWrite:
+    """A disk on which the n-th gathering write (from 1) fails after a few bytes reach the file."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+        self.writes = 0
+
+    def writer(self, path: Path) -> JournalWriter:
+        disk = self
+
+        class _Writer(JournalWriter):
+            def _writev(self, buffers: list[bytes]) -> int:
+                disk.writes += 1
+                if disk.writes == disk.failing:
+                    os.write(self._fd, b"".join(buffers)[:7])
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return super()._writev(buffers)
+
+        return _Writer(path)
+
+
+def test_frames_go_in_groups_and_a_failed_group_leaves_nothing(tmp_path: Path) -> None:
+    """700 frames are written in groups (one gathering write each, after the magic's); when the
+    second group's write fails, the first group is in the journal whole, nothing after it is,
+    and every frame not written is counted."""
+    disk = _FailingWrite(failing=3)  # write 1: the file's magic; 2: the first group; 3: the second
+    path = tmp_path / "j.journal"
+    sink = JournalSink(path, "the node journal", disk.writer)
+    frames = [(b"h%d" % i, b"body %d" % i) for i in range(700)]
+    assert sink.append_many(frames) == MAX_GROUP_FRAMES
+    assert sink.failed_writes == 700 - MAX_GROUP_FRAMES and sink.commit()
+    sink.close()
+    report = ReadReport(path)
+    bodies = [b for _, _, b in read_frames(path, report)]
+    assert bodies == [b"body %d" % i for i in range(MAX_GROUP_FRAMES)]
+    assert report.skipped_bytes == 0 and report.torn_bytes == 0
+
+
+def test_a_drain_acks_only_the_batches_its_group_write_journaled(
+    tmp_path: Path, pair: tuple[Any, Any]
+) -> None:
+    """Ten batches in one drain with the disk full: none is acked and all ten are counted; sent
+    again with room, all ten are acked and journaled once each."""
+    router, dealer = pair
+    disk = _Disk()
+    path = tmp_path / "node-n0.journal"
+    ingest = BatchIngest(JournalSink(path, "the node journal", disk.writer), lambda *_: None)
+    batches = [encode_batch("r1", 0, "n0", 1, s, [(4, 1 + s, "loss", 0.5, None, s)], 1) for s in range(10)]
+    for full in (True, False):
+        disk.full = full
+        for batch in batches:
+            dealer.send_multipart(batch)
+        deadline = time.monotonic() + 5
+        while (
+            ingest.stats.batches + ingest.stats.not_journaled < (10 if full else 20)
+            and time.monotonic() < deadline
+        ):
+            router.poll(100)
+            ingest.drain(router)
+        if full:
+            assert ingest.stats.not_journaled == 10 and not dealer.poll(300)
+    acked = set()
+    while dealer.poll(1000):
+        acked.add(decode_reply(dealer.recv()).seq_start)
+    ingest.sink.close()
+    assert acked == set(range(10))
+    assert sorted(decode_header(h).seq_start for _, h, _ in read_frames(path)) == list(range(10))
+
+
+def test_a_group_write_is_bounded(tmp_path: Path) -> None:
+    """One gathering write takes at most MAX_GROUP_FRAMES frames (the system's limit on buffers)."""
+    writer = JournalWriter(tmp_path / "j.journal")
+    with pytest.raises(ValueError, match="at most 300"):
+        writer.append_many([(b"h", b"b")] * (MAX_GROUP_FRAMES + 1))
+    writer.close()

@@ -43,6 +43,7 @@ __all__ = [
     "MIN_BLOCK_EVENTS",
     "Block",
     "Tail",
+    "block_tail",
     "check_block",
     "check_items",
     "drop_leading",
@@ -374,6 +375,21 @@ def tail_metrics(items: list[Any], k: int) -> Tail:
         tail.steps.extend(steps)
         tail.ts_ns.extend(ts)
     return tail
+
+
+def block_tail(item: list[Any], k: int) -> tuple[list[str], tuple[float, ...], int | None, int]:
+    """The live view of a checked block of at least ``k`` events and no marks: its last ``k``
+    names and values, its last step (None if it has none) and its latest time, read from the
+    ends of its columns only."""
+    n, at = len(item[2]), 8 * (len(item[2]) - k)
+    steps = item[5]
+    if type(steps) is bytes:
+        step: int | None = unpack_from("<q", steps, 8 * (n - 1))[0]
+    elif steps is None:
+        step = None
+    else:
+        step = next((s for s in reversed(steps[-k:]) if s is not None), None)
+    return item[2][-k:], unpack_from(f"<{k}d", item[3], at), step, max(unpack_from(f"<{k}q", item[1], at))
 
 
 def _block_tail(item: list[Any], want: int) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
