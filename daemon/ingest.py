@@ -76,22 +76,7 @@ class JournalSink:
 
     def append(self, header: bytes, body: bytes) -> bool:
         """Append one frame; False when it is not in the journal (then do not ack it)."""
-        writer = self._open()
-        if writer is None:
-            self.failed_writes += 1
-            return False
-        try:
-            writer.append(header, body)
-        except OSError as exc:
-            self.failed_writes += 1
-            self._failed(exc, "cannot write")
-            if writer.vanished():
-                self.lost_frames += self._pending
-                self._pending = 0
-                self._lost_file()
-            return False
-        self._pending += 1
-        return True
+        return self.append_many([(header, body)]) == 1
 
     def append_many(self, frames: list[tuple[bytes, bytes]]) -> int:
         """Append frames in groups of at most ``MAX_GROUP_FRAMES``, one gathering write a group
