@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,11 @@ class JournalSink:
                 self.failed_writes += len(frames) - done
                 self._failed(exc, "cannot write")
                 if writer.vanished():
-                    self.lost_frames += self._pending
+                    stale = self._pending  # frames since the last commit: in a file that is gone
+                    self.lost_frames += stale
                     self._pending = 0
                     self._lost_file()
+                    self._group_lost = stale > 0  # only their commit is refused, not a later one
                 return done
             self._pending += len(group)
             done += len(group)
@@ -197,6 +200,8 @@ def array_count(data: bytes) -> int | None:
     return None
 
 
+_SAMPLE = int(Kind.SAMPLE)
+_kind_of = itemgetter(0)
 _NOT_IN_NODE_STREAMS = frozenset(int(k) for k in Kind if k != Kind.SAMPLE)
 
 
@@ -208,6 +213,16 @@ def _not_samples(events: list[Any]) -> str | None:
         if ev[0] in _NOT_IN_NODE_STREAMS:  # checked: each item is a non-empty array of an int kind
             return f"event {i}: a node stream (rank {NODE_RANK}) carries SAMPLE events only"
     return None
+
+
+def _samples(events: list[Any]) -> str | None:
+    """Why a rank stream's (checked) body is refused: it holds a SAMPLE event (a node's own
+    event: the merge reads a rank's stream for the rank's events), or None."""
+    kinds = list(map(_kind_of, events))  # checked: each item is a non-empty array of an int kind
+    if _SAMPLE not in kinds:
+        return None
+    where = kinds.index(_SAMPLE)
+    return f"event {where}: a SAMPLE event belongs to a node stream (rank {NODE_RANK}), not a rank's"
 
 
 @dataclass
@@ -310,8 +325,8 @@ class BatchIngest:
         except DecodeError as exc:
             return exc.reason
         reason = check_items(events)
-        if reason is None and header.rank == NODE_RANK:
-            reason = _not_samples(events)
+        if reason is None:
+            reason = _not_samples(events) if header.rank == NODE_RANK else _samples(events)
         return events if reason is None else reason
 
     def _malformed(self, reason: str) -> None:

@@ -145,6 +145,15 @@ def test_a_node_stream_of_anything_but_samples_is_refused(
     )
 
 
+def test_a_sample_in_a_rank_stream_is_refused(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
+    """A SAMPLE event is the node's: in a rank's stream the merge would have nothing to fold it
+    into, so the sidecar refuses it instead of acking it."""
+    proc, run_dir, endpoint = sidecar
+    sample = [9, 1_780_000_000_000_000_000, "system", {"cpu_percent": 1.0}]
+    hostile = _refused(_header(), _batch_body(sample), "belongs to a node stream")
+    _hostile_beside_a_rank(proc, run_dir, endpoint, hostile)
+
+
 def test_a_body_of_millions_of_empty_arrays_is_refused_within_bounds(
     sidecar: tuple[subprocess.Popen[bytes], Path, str],
 ) -> None:

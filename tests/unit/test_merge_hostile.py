@@ -212,6 +212,20 @@ def test_events_that_are_not_samples_in_a_node_stream_are_counted(tmp_path: Path
     assert result.nodes["n0"].samples == 11
 
 
+def test_a_sample_in_a_rank_stream_is_counted(tmp_path: Path) -> None:
+    """A SAMPLE event in a rank's stream (only a hostile journal holds one: the sidecar refuses
+    it) is counted as a bad event of the rank, with its sequence number."""
+    root = tmp_path / "e_r1"
+    events = _good()
+    events.insert(2, _system(T0 + 1, 1.0))
+    _write(root, [(0, "n0", events)])
+    result = merge_run(root, create_svg=False)
+    assert result.ranks[0].bad_events == 1
+    assert any("seq 2: a SAMPLE event belongs to a node stream" in p for p in result.problems), (
+        result.problems
+    )
+
+
 def test_bad_samples_are_skipped_and_reported(tmp_path: Path) -> None:
     """A node sample whose values have wrong types is skipped and reported; the others count."""
     root = tmp_path / "e_r1"

@@ -246,3 +246,45 @@ def test_a_group_write_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at most 300"):
         writer.append_many([(b"h", b"b")] * (MAX_GROUP_FRAMES + 1))
     writer.close()
+
+
+def test_a_write_that_finds_the_journal_gone_refuses_only_its_own_group(
+    tmp_path: Path, pair: tuple[Any, Any]
+) -> None:
+    """The journal deleted and the next write failing: that batch gets no ack; once there is room,
+    the next batch, written whole to the re-opened journal, is acked at once (not refused as
+    part of the lost group, which made the rank resend it and the journal hold it twice)."""
+    router, dealer = pair
+    disk = _Disk()
+    path = tmp_path / "node-n0.journal"
+    ingest = BatchIngest(JournalSink(path, "the node journal", disk.writer), lambda *_: None)
+    _send(dealer, router, 0)
+    ingest.drain(router)
+    assert dealer.poll(2000) and decode_reply(dealer.recv()).seq_start == 0
+    path.unlink()
+    disk.full = True
+    _send(dealer, router, 1)
+    ingest.drain(router)
+    assert not dealer.poll(300), "a batch that was not written must not be acked"
+    disk.full = False
+    _send(dealer, router, 2)
+    ingest.drain(router)
+    assert dealer.poll(2000) and decode_reply(dealer.recv()).seq_start == 2
+    ingest.sink.close()
+    assert [decode_header(h).seq_start for _, h, _ in read_frames(path)] == [2]
+    assert ingest.sink.lost_frames == 0
+
+
+def test_the_sidecars_own_samples_are_journaled_after_the_journal_came_back(tmp_path: Path) -> None:
+    """The samples' path (append, then commit): after a failed write to a deleted journal, the
+    next sample batch is in the re-opened journal and reported as journaled."""
+    disk = _Disk()
+    path = tmp_path / "node-n0.journal"
+    sink = JournalSink(path, "the node journal", disk.writer)
+    path.unlink()
+    disk.full = True
+    assert not (sink.append(b"h1", b"b1") and sink.commit())
+    disk.full = False
+    assert sink.append(b"h2", b"b2") and sink.commit()
+    sink.close()
+    assert [b for _, _, b in read_frames(path)] == [b"b2"]

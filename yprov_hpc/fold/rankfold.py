@@ -39,6 +39,7 @@ from yprov_hpc.wire.records import (
     Record,
     RunEnd,
     RunStart,
+    Sample,
     UnknownKind,
     decode_event,
 )
@@ -129,7 +130,6 @@ class RankFold:
                 self.versions.append(rec)
             else:
                 self.datasets.append(rec)
-        # a Sample in a rank's stream is not the rank's: the node's samples come in node streams
 
     def slim(self) -> RankFold:
         """What the collection needs; the series columns are dropped (bounded memory across ranks)."""
@@ -238,6 +238,8 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
                 last = max(last, max(b.ts_ns))
                 continue
             rec = decode_event(ev)
+            if type(rec) is Sample:  # a node's event: acked only by a sidecar before this check
+                raise EventError("a SAMPLE event belongs to a node stream, not a rank's")
         except UnknownKind as exc:
             fold.unknown_kinds[exc.kind] = fold.unknown_kinds.get(exc.kind, 0) + 1
             continue

@@ -336,7 +336,8 @@ class Sender:
     def _lose_sidecar(self, why: str) -> None:
         if not self._degraded:
             log.warning(
-                "yprov: rank %d: the sidecar is unreachable (%s); %d unacked batches go to the spool",
+                "yprov: rank %d: the sidecar is unreachable (%s: stopped, gone, or of an older release "
+                "that cannot read this schema version); %d unacked batches go to the spool",
                 self._rank,
                 why,
                 len(self._window),
