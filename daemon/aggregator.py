@@ -73,10 +73,11 @@ class AggregatorEndpoint:
         return sink
 
     def drain(self) -> None:
-        """Journal what the forwarders sent (bounded like the sidecar's drain), then ack it."""
+        """Journal what the forwarders sent (bounded like the sidecar's drain), a node's copies
+        with one grouped write, then ack what each node's journal took."""
         deadline = time.monotonic() + DRAIN_MAX_S
         received = 0
-        appended: list[tuple[JournalSink, bytes, bytes]] = []
+        by_sink: dict[int, tuple[JournalSink, list[list[bytes]]]] = {}
         for _ in range(DRAIN_MAX):
             try:
                 msg = self.socket.recv_multipart(flags=zmq.NOBLOCK)
@@ -85,20 +86,20 @@ class AggregatorEndpoint:
             received += sum(len(part) for part in msg)
             sink = self._vet(msg)
             if sink is not None:
-                if sink.append(msg[3], msg[4]):
-                    appended.append((sink, msg[0], msg[5]))
-                else:
-                    self.not_journaled += 1
+                by_sink.setdefault(id(sink), (sink, []))[1].append(msg)
             if received >= DRAIN_MAX_BYTES or time.monotonic() >= deadline:
                 break
-        committed = {id(sink): sink.commit() for sink, _, _ in appended}
-        for sink, identity, fid in appended:
-            if not committed[id(sink)]:
-                self.not_journaled += 1
-                continue
-            self.frames += 1
-            with contextlib.suppress(zmq.ZMQError):  # the forwarder resends; the copy is journaled
-                self.socket.send_multipart([identity, fid], flags=zmq.NOBLOCK)
+        for sink, msgs in by_sink.values():
+            written = sink.append_many([(m[3], m[4]) for m in msgs])
+            acked = msgs[:written] if written and sink.commit() else []
+            self.not_journaled += len(msgs) - len(acked)
+            for msg in acked:
+                self._ack(msg[0], msg[5])
+
+    def _ack(self, identity: bytes, fid: bytes) -> None:
+        self.frames += 1
+        with contextlib.suppress(zmq.ZMQError):  # the forwarder resends; the copy is journaled
+            self.socket.send_multipart([identity, fid], flags=zmq.NOBLOCK)
 
     def _vet(self, msg: list[bytes]) -> JournalSink | None:
         """The journal for a well-formed forwarded batch, or None (counted as malformed)."""

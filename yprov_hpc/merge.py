@@ -102,14 +102,6 @@ def _merge_rank(job: _RankJob) -> RankOutcome:
             gc.enable()
 
 
-def _max_ts(table: Any) -> int:
-    """The series' last event time (0 when empty), in Arrow rather than a loop over 100k ints."""
-    import pyarrow.compute as pc
-
-    last = pc.max(table["ts_ns"]).as_py() if table.num_rows else None
-    return int(last) if last is not None else 0
-
-
 def _merge_rank_files(job: _RankJob) -> RankOutcome:
     """Fold one rank's batches, join its marks with its node's samples, write its files."""
     layout = RunLayout.open(job.root, job.experiment)
@@ -123,7 +115,7 @@ def _merge_rank_files(job: _RankJob) -> RankOutcome:
     for ctx_name, (first, last) in context_spans(summaries).items():
         span = fold.contexts.setdefault(ctx_name, [first, last])
         span[0], span[1] = min(span[0], first), max(span[1], last)
-    fold.last_ns = max(fold.last_ns, _max_ts(table))
+    fold.last_ns = max([fold.last_ns, *(summary.last_ns for summary in summaries)])
     env_path = layout.environment_file(job.rank)
     env_sha = write_document(env_path, fold.environment)
     doc, problems = build_rank_document(

@@ -14,6 +14,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -174,6 +175,38 @@ def test_a_damaged_part_file_is_not_used(run_dir: Path, content: bytes) -> None:
     part_path(RunLayout.open(run_dir), "nodeB").write_bytes(content)
     joined = final_merge(run_dir, by="test", join=True)
     assert joined.result is not None and joined.result.from_parts == 2
+    assert merge_outputs(run_dir) == reference
+
+
+@pytest.mark.parametrize("world_size", ["x", 10**12, True])
+def test_a_part_with_a_hostile_start_is_not_used(run_dir: Path, world_size: Any) -> None:
+    """A part entry whose key is right but whose run start says what no journal could (a world
+    size that is not a count) is not taken: the join folds that rank, as one merge would."""
+    reference = _one_process_merge(run_dir)
+    for node in ("nodeA", "nodeB"):
+        part_merge(run_dir, [node])
+    path = part_path(RunLayout.open(run_dir), "nodeB")
+    part = json.loads(path.read_bytes())
+    part["ranks"][0]["fold"]["start"]["world_size"] = world_size
+    path.write_text(json.dumps(part))
+    joined = final_merge(run_dir, by="test", join=True)
+    assert joined.result is not None and joined.result.from_parts == 3
+    assert merge_outputs(run_dir) == reference
+
+
+@pytest.mark.parametrize("damage", ["series deleted", "environment changed"])
+def test_a_series_or_environment_changed_after_its_part_is_written_again(run_dir: Path, damage: str) -> None:
+    """The files a rank's document names (its series, its environment) must be the part's too:
+    a deleted series or a changed environment file makes the join fold the rank again."""
+    reference = _one_process_merge(run_dir)
+    part_merge(run_dir, ["nodeA", "nodeB"])
+    layout = RunLayout.open(run_dir, "parts")
+    if damage == "series deleted":
+        layout.series_file(1).unlink()
+    else:
+        layout.environment_file(1).write_text('{"host": "elsewhere"}')
+    joined = final_merge(run_dir, by="test", join=True)
+    assert joined.result is not None and joined.result.from_parts == 3
     assert merge_outputs(run_dir) == reference
 
 

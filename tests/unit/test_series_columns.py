@@ -7,7 +7,7 @@ import math
 from array import array
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from yprov_hpc.fold.series import SeriesColumns, build_table
@@ -37,6 +37,7 @@ def _append(cols: SeriesColumns, how: str, chunk: list[tuple[Any, ...]]) -> None
     cols.ts_ns.extend(array("q", [7] * len(chunk)))
 
 
+@settings(deadline=None)  # the first example pays for pyarrow's first array
 @given(chunks)
 def test_the_table_holds_every_step_value_and_gap_in_order(parts: list[tuple[str, list[Any]]]) -> None:
     """However the rows came in (one at a time, as lists, as other columns), the table's

@@ -288,3 +288,51 @@ def test_the_sidecars_own_samples_are_journaled_after_the_journal_came_back(tmp_
     assert sink.append(b"h2", b"b2") and sink.commit()
     sink.close()
     assert [b for _, _, b in read_frames(path)] == [b"b2"]
+
+
+def test_the_aggregator_journals_each_copy_once_when_its_journal_vanishes_in_a_drain(
+    tmp_path: Path,
+) -> None:
+    """Three forwarded copies in one drain; the journal is deleted and the write of the second
+    fails: none written to the lost file is acked, and after the forwarder resends, the
+    re-opened journal holds each copy exactly once (a copy written after the failure was once
+    refused with the lost ones, resent, and journaled twice)."""
+    layout = RunLayout.create(tmp_path, "e", "r1")
+    make_keys(layout)
+    path = layout.journal_dir / "agg-n1.journal"
+    batches = [encode_batch("r1", 0, "n1", 1, seq, [(4, 1, "loss", 0.5, None, seq)], 1) for seq in range(3)]
+    marker = batches[1][0]
+    failed = []
+
+    def writer(journal: Path) -> JournalWriter:
+        class _Writer(JournalWriter):
+            def _writev(self, buffers: list[bytes]) -> int:
+                if not failed and marker in buffers:  # the file is deleted, the disk is full
+                    failed.append(True)
+                    journal.unlink()
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return super()._writev(buffers)
+
+        return _Writer(journal)
+
+    ctx: zmq.Context[Any] = zmq.Context()
+    aggregator = AggregatorEndpoint(ctx, layout, "tcp://127.0.0.1:*")
+    endpoint = aggregator.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    aggregator.open_writer = writer
+    forwarder = Forwarder(ctx, layout, "n1", endpoint)
+    try:
+        for batch in batches:
+            forwarder.submit(*batch)
+        deadline = time.monotonic() + 10
+        while forwarder.acked < 3 and time.monotonic() < deadline:
+            if aggregator.socket.poll(100):
+                time.sleep(0.05)  # let all three arrive: one drain
+                aggregator.drain()
+            forwarder.socket.poll(10)
+            forwarder.poll()
+        assert failed and forwarder.acked == 3
+        assert sorted(decode_header(h).seq_start for _, h, _ in read_frames(path)) == [0, 1, 2]
+    finally:
+        forwarder.finish(0)
+        aggregator.close()
+        ctx.term()

@@ -24,15 +24,20 @@ def _read(path: str) -> str | None:
 
 
 def _boot() -> float | None:
+    """``btime`` of ``/proc/stat``, read a line at a time: it follows a line per CPU and the
+    interrupt counts, far past the first 4 KB on a large node (at most 64 MiB are read)."""
     global _boot_time
     if _boot_time is None:
-        text = _read("/proc/stat") or ""
-        for line in text.splitlines():
-            if line.startswith("btime "):
-                value = line[6:].strip()
-                if value.isdigit():
-                    _boot_time = float(value)
-                break
+        try:
+            with open("/proc/stat", "rb") as f:
+                for _, line in zip(range(1 << 20), f, strict=False):
+                    if line.startswith(b"btime "):
+                        value = line[6:].strip()
+                        if value.isdigit() and len(value) < 20:
+                            _boot_time = float(value)
+                        break
+        except OSError:
+            return None
     return _boot_time
 
 

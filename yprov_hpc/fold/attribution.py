@@ -258,10 +258,9 @@ def _carbon_metrics(
     now = e.rank_totals_at(rank, ts)
     before = e.rank_totals_at(rank, [t - window for t in ts])
     energy = [_positive(v - base_rank) for v in now]
-    g_per_kwh = carbon.g_per_kwh
     _extend(out, "carbon/energy_j", cols, energy, None)
     _extend(out, "carbon/energy_kwh", cols, [v / J_PER_KWH for v in energy], None)
-    _extend(out, "carbon/emissions_kg", cols, [float(v / J_PER_KWH * g_per_kwh / 1000) for v in energy], None)
+    _extend(out, "carbon/emissions_kg", cols, [float(emissions_kg(v, carbon)) for v in energy], None)
     power = [_positive(a - b) / (window / 1e9) for a, b in zip(now, before, strict=True)]
     _extend(out, "carbon/power_w", cols, power, None)
     node = [_positive(v - base_node) for v in e.node_totals_at(ts)]
@@ -278,8 +277,7 @@ def mark_metrics(
 ) -> SeriesColumns:
     """The system and carbon metrics at a rank's marks, from its node's samples, as columns: a
     derived series is in its marks' order (system series first, then carbon). A carbon mark
-    before the node's first sample gets no values: nothing is invented. ``emissions_kg`` is the
-    formula of the carbon series, written out per value."""
+    before the node's first sample gets no values: nothing is invented."""
     out = SeriesColumns()
     if node is None or not node.energy.times or not len(marks):
         return out

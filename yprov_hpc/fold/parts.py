@@ -25,13 +25,14 @@ from typing import Any
 import orjson
 
 from yprov_hpc.core.atomic import write_bytes_atomic
+from yprov_hpc.core.hashing import sha256_file
 from yprov_hpc.core.layout import RunLayout, safe_name
 from yprov_hpc.core.untrusted import read_small_json
 from yprov_hpc.fold.carbon import CarbonIntensity
 from yprov_hpc.fold.index import Frame
 from yprov_hpc.fold.markers import JobEnd, RankMarker
 from yprov_hpc.fold.rankfold import RankDelivery, RankFold
-from yprov_hpc.wire.records import INT64_MAX, MAX_RANK
+from yprov_hpc.wire.records import INT64_MAX, MAX_RANK, EventError, Kind, RunStart, decode_event
 
 __all__ = [
     "PART_FORMAT",
@@ -196,9 +197,15 @@ def _delivery(d: dict[str, Any]) -> RankDelivery:
 
 
 def _fold(rank: int, f: dict[str, Any]) -> RankFold:
+    try:  # the same checks as a RUN_START and a RUN_END event from a journal
+        started = decode_event([int(Kind.RUN_START), 0, _get(f, "start", dict)])
+        decode_event([int(Kind.RUN_END), 0, "finished", _get(f, "end_flags", dict)])
+    except EventError as exc:
+        raise _Bad(exc.reason) from None
+    start = started.info if isinstance(started, RunStart) else {}
     fold = RankFold(
         rank,
-        start=_get(f, "start", dict),
+        start=start,
         start_ns=_int(f, "start_ns", optional=True),
         end_ns=_int(f, "end_ns", optional=True),
         last_ns=_int(f, "last_ns"),
@@ -233,11 +240,25 @@ def _outcome(layout: RunLayout, e: dict[str, Any]) -> tuple[str, RankOutcome]:
     return key, outcome
 
 
-def _document_intact(outcome: RankOutcome) -> bool:
+def _document_intact(layout: RunLayout, outcome: RankOutcome) -> bool:
+    """The rank document is the one the part wrote (its sha256), and so are the series and
+    environment files it names (their sha256 as the document states them)."""
     try:
-        return hashlib.sha256(outcome.document.read_bytes()).hexdigest() == outcome.document_sha256
-    except OSError:
+        data = outcome.document.read_bytes()
+        if hashlib.sha256(data).hexdigest() != outcome.document_sha256:
+            return False
+        stated = {
+            attrs.get("yprov:path"): attrs.get("yprov:sha256")
+            for attrs in (orjson.loads(data).get("entity") or {}).values()
+            if isinstance(attrs, dict)
+        }
+        for path in (layout.series_file(outcome.rank), layout.environment_file(outcome.rank)):
+            sha = stated.get(path.relative_to(layout.root).as_posix())
+            if not isinstance(sha, str) or sha256_file(path) != sha:
+                return False
+    except (OSError, orjson.JSONDecodeError, AttributeError):
         return False
+    return True
 
 
 def read_parts(layout: RunLayout, keys: dict[int, str]) -> tuple[dict[int, RankOutcome], list[str]]:
@@ -256,6 +277,10 @@ def read_parts(layout: RunLayout, keys: dict[int, str]) -> tuple[dict[int, RankO
                 key, outcome = _outcome(layout, raw if isinstance(raw, dict) else {})
             except _Bad:
                 continue
-            if keys.get(outcome.rank) == key and outcome.rank not in found and _document_intact(outcome):
+            if (
+                keys.get(outcome.rank) == key
+                and outcome.rank not in found
+                and _document_intact(layout, outcome)
+            ):
                 found[outcome.rank] = outcome
     return found, unusable

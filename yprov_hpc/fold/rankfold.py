@@ -13,7 +13,6 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 from yprov_hpc.fold.index import Frame, read_batch
@@ -84,10 +83,6 @@ class RankFold:
         else:
             span[0] = min(span[0], ts)
             span[1] = max(span[1], ts)
-
-    def add_metric(self, name: str, ctx: str | None, step: int | None, value: float, ts: int) -> None:
-        """A metric the merge derives (system and carbon metrics at marks)."""
-        self.columns.add("metric", name, ctx, step, value, ts)
 
     def add_metrics(self, derived: SeriesColumns) -> None:
         """Derived metrics (the merge's system and carbon metrics at marks), as whole columns."""
@@ -266,18 +261,11 @@ def _fold_block(fold: RankFold, b: Block) -> None:
     cols.value.extend(b.values)
     cols.ts_ns.extend(b.ts_ns)
     if b.marks:
-        kind, value = cols.kind, cols.value
+        kind, value, add = cols.kind, cols.value, fold.marks.add
         for p in b.marks:
             kind[base + p] = "mark"
             value[base + p] = math.nan
-        pick, marks = itemgetter(*b.marks), fold.marks
-        if len(b.marks) == 1:
-            marks.add(pick(b.names), pick(b.ts_ns), pick(b.contexts), pick(b.steps))
-        else:
-            marks.what.extend(pick(b.names))
-            marks.ts_ns.extend(pick(b.ts_ns))
-            marks.context.extend(pick(b.contexts))
-            marks.step.extend(pick(b.steps))
+            add(b.names[p], b.ts_ns[p], b.contexts[p], b.steps[p])
 
 
 def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tuple[RankFold, RankDelivery]:

@@ -178,7 +178,7 @@ def decode_body(data: bytes, header: BatchHeader) -> list[list[Any]]:
             raise DecodeError("metric blocks need schema version 3")
     elif len(obj) > header.n_events or event_count(obj) != header.n_events:
         raise DecodeError(f"body holds {event_count(obj)} events, header says {header.n_events}")
-    elif header.version < 4 and any(is_block(item) and len(item) == 7 for item in obj):
+    elif header.version < 4 and has_blocks(obj) and any(is_block(i) and len(i) == 7 for i in obj):
         raise DecodeError("marks in metric blocks need schema version 4")
     return obj
 

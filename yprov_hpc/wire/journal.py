@@ -123,12 +123,7 @@ class JournalWriter:
     def append(self, header: bytes, body: bytes) -> int:
         """Append one whole frame and return its offset; ``FrameTooLarge`` or ``OSError`` (then
         nothing of the frame stays in the file, unless even the cut-back failed)."""
-        if len(header) + len(body) > MAX_FRAME_BYTES:
-            raise FrameTooLarge(len(header) + len(body))
-        start = self._size
-        self._write_whole([encode_frame_prefix(header, body), header, body], start)
-        self.frames_written += 1
-        return start
+        return self.append_many([(header, body)])
 
     def append_many(self, frames: list[tuple[bytes, bytes]]) -> int:
         """Append whole frames (header, body) with one gathering write; return the offset of
