@@ -85,7 +85,9 @@ def wait_gone(conf: str, job: int, timeout_s: float = 240) -> None:
         if not out.stdout.strip():
             return
         time.sleep(0.3)
-    raise AssertionError(f"job {job} still queued or running after {timeout_s} s")
+    # a hung job would spin on past the test (and the cluster's stop): cancel it first
+    subprocess.run(["scancel", "--signal=KILL", "--full", str(job)], env=slurm_env(conf), check=False)
+    raise AssertionError(f"job {job} still queued or running after {timeout_s} s (cancelled now)")
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout_s: float = 90) -> None:

@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -171,13 +172,25 @@ def test_parallel_merge_writes_what_a_sequential_one_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ranks merged in 2 worker processes give the same documents and series as in-process."""
+    import concurrent.futures
+
     monkeypatch.setattr(workers, "POOL_MIN_EVENTS", 0)  # workers even for this small run
+    pools: list[int] = []
+
+    class _Counted(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pools.append(kwargs.get("max_workers", 0))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", _Counted)
     frames = _rank_batches(0, 200, 17) + _rank_batches(1, 150, 17)
     one, two = tmp_path / "a" / "e_r1", tmp_path / "b" / "e_r1"
     _write_journals(one, frames, 2)
     _write_journals(two, frames, 2)
     merge_run(one, create_svg=False, workers=1, create_graph=True)
+    assert pools == []
     result = merge_run(two, create_svg=False, workers=2, create_graph=True)
+    assert pools and set(pools) == {2}, "the second merge (its ranks, then its graphs) runs in pools of 2"
     assert _outputs(two) == _outputs(one)
     assert sorted(p.name for p in result.graphs) == [
         "prov_e_collection.dot",
