@@ -76,10 +76,12 @@ CONF="$STATE/slurm.conf"
 } > "$CONF"
 export SLURM_CONF="$CONF"
 
-slurmctld -f "$CONF"
+# -c: start clean. A test cluster's saved jobs and node states are a killed earlier run's
+# (a node left draining by a job step that was killed would never come up idle)
+slurmctld -c -f "$CONF"
 for i in $(seq 1 "$N"); do
   mkdir -p "$STATE/spool/node$i"
-  slurmd -f "$CONF" -N "node$i"
+  slurmd -c -f "$CONF" -N "node$i"
 done
 
 for _ in $(seq 1 100); do
