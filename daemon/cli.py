@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -169,4 +170,10 @@ def main(
         aggregate=aggregate,
         forward=forward if forward != aggregate else None,
     )
-    sys.exit(Sidecar(settings).serve())
+    code = Sidecar(settings).serve()
+    # Stopped: a stop signal that comes again now must not kill the exiting process (Python
+    # restores SIGINT's and SIGTERM's default action while it shuts down), or srun logs
+    # "task N: Interrupt" for a clean stop.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)

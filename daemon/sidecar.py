@@ -96,6 +96,8 @@ class Sidecar:
         self.lifetime = Lifetime(s.layout, s.embedded, s.idle_timeout_s)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop:  # the same stop again (Slurm resends a step signal a slow node missed)
+            return
         log.info("signal %d: draining and stopping", signum)
         self._stop = True
         self.stop_reason = f"signal {signum}"

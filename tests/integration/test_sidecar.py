@@ -86,6 +86,28 @@ def test_sigterm_drains_syncs_and_exits_zero(sidecar: tuple[subprocess.Popen[byt
     sock.close()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_repeated_stop_signals_still_exit_zero(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str], signum: signal.Signals
+) -> None:
+    """A stop signal delivered again while the sidecar exits (Slurm's agent resends a step
+    signal a slow node did not acknowledge) still ends in exit 0, not death by that signal:
+    srun would log ``task N: Interrupt`` for a clean stop."""
+    proc, run_dir, _ = sidecar
+    proc.send_signal(signum)
+    deadline = time.monotonic() + 20
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            break
+        time.sleep(0.0005)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"stopped:" in out
+    assert not (run_dir / "journal" / "sidecar-n0.json").exists()
+
+
 def test_private_directory_and_socket(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:
     """The journal directory is 0700 and the ipc socket is not reachable by other users."""
     _, run_dir, endpoint = sidecar
