@@ -23,7 +23,7 @@ from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.discovery import node_name
 
-from .sidecar import Sidecar, SidecarSettings
+from .sidecar import STOP_SIGNALS, WARNING_SIGNALS, Sidecar, SidecarSettings
 
 _KNOWN_SAMPLERS = ("system", "rapl", "nvml")
 
@@ -145,8 +145,9 @@ def main(
     One sidecar serves every rank of a node. It binds in the run's private (0700) journal
     directory, writes `sidecar-<node>.json` there once ready, checks every batch and journals
     it before acking it (a bad batch is refused with its reason), writes `rank<r>.lost` for a
-    rank that dies without bye, and on SIGTERM/SIGINT, or when the run directory disappears,
-    drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0.
+    rank that dies without bye, and on SIGTERM/SIGINT/SIGHUP, or when the run directory
+    disappears, drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0. SIGUSR1/SIGUSR2
+    (Slurm's time-limit warning) are logged, not a stop.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s yprov-sidecar %(levelname)s %(message)s")
     _check_settings(nvml_module)
@@ -172,8 +173,8 @@ def main(
     )
     code = Sidecar(settings).serve()
     # Stopped: a stop signal that comes again now must not kill the exiting process (Python
-    # restores SIGINT's and SIGTERM's default action while it shuts down), or srun logs
+    # restores their default actions while it shuts down), or srun logs
     # "task N: Interrupt" for a clean stop.
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (*STOP_SIGNALS, *WARNING_SIGNALS):
         signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)

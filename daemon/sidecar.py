@@ -5,9 +5,10 @@ messages, bytes and time), checks every batch, journals the good ones, commits t
 then acks them: an ack always means "in the journal". A bad batch is refused with its reason and
 never journaled; garbage is counted and dropped; the sidecar keeps running (``ingest``). It
 tracks the ranks' hellos and byes and writes the lost markers of ranks that die without bye
-(``rank_table``), stops by itself by the rules of ``lifetime``, and on SIGTERM/SIGINT after a
-last drain and an fsync. At stop it rewrites ``journal/stats-sidecar-<node>.json`` with its
-counters; an embedded sidecar whose ranks all ended then runs the run's final merge.
+(``rank_table``), stops by itself by the rules of ``lifetime``, and on SIGTERM, SIGINT or SIGHUP
+after a last drain and an fsync (SIGUSR1/SIGUSR2, Slurm's time-limit warning, are only logged).
+At stop it rewrites ``journal/stats-sidecar-<node>.json`` with its counters; an embedded sidecar
+whose ranks all ended then runs the run's final merge.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from .samplers.rapl import DEFAULT_ROOT as DEFAULT_RAPL_ROOT
 from .status import LiveStatus
 
 log = logging.getLogger("yprov_daemon")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # drain, fsync, exit 0
+WARNING_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # Slurm's --signal warning: logged, not a stop
 
 RCVHWM = 100_000  # messages queued per connected rank: bounds memory under a flood
 KEYS_WAIT_S = 30.0  # a forwarding sidecar waits this long for the job's keys
@@ -86,6 +90,7 @@ class Sidecar:
     _stream: int = field(default_factory=lambda: secrets.randbits(63))
     _seq: int = 0
     _forwarder: Forwarder | None = None
+    _warned: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -98,9 +103,17 @@ class Sidecar:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self._stop:  # the same stop again (Slurm resends a step signal a slow node missed)
             return
-        log.info("signal %d: draining and stopping", signum)
+        log.info("signal %d (%s): draining and stopping", signum, signal.Signals(signum).name)
         self._stop = True
         self.stop_reason = f"signal {signum}"
+
+    def _on_warning(self, signum: int, _frame: FrameType | None) -> None:
+        # `--signal=USR1@N` without `B:` sends the time-limit warning to every step's tasks, the
+        # sidecars' too; it is for the training (Lightning requeues on it). The node keeps being
+        # served and sampled until the training has ended and the sidecar is stopped.
+        if signum not in self._warned:
+            self._warned.add(signum)
+            log.info("signal %s: not a stop for the sidecar; serving on", signal.Signals(signum).name)
 
     def _bind(self, ctx: zmq.Context[Any]) -> Any:
         s = self.settings
@@ -126,8 +139,10 @@ class Sidecar:
         s = self.settings
         ctx: zmq.Context[Any] = zmq.Context()
         sock = self._bind(ctx)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
+        for sig in WARNING_SIGNALS:
+            signal.signal(sig, self._on_warning)
         aggregator = self._start_links(ctx)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)

@@ -86,7 +86,7 @@ def test_sigterm_drains_syncs_and_exits_zero(sidecar: tuple[subprocess.Popen[byt
     sock.close()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_repeated_stop_signals_still_exit_zero(
     sidecar: tuple[subprocess.Popen[bytes], Path, str], signum: signal.Signals
 ) -> None:
@@ -106,6 +106,29 @@ def test_repeated_stop_signals_still_exit_zero(
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b"stopped:" in out
     assert not (run_dir / "journal" / "sidecar-n0.json").exists()
+
+
+def test_time_limit_warning_signals_do_not_stop_the_sidecar(
+    sidecar: tuple[subprocess.Popen[bytes], Path, str],
+) -> None:
+    """SIGUSR1/SIGUSR2 (`--signal=USR1@N` without `B:` reaches every step's tasks) are logged,
+    and the sidecar goes on acking; SIGHUP then stops it like SIGTERM."""
+    proc, run_dir, endpoint = sidecar
+    sock = _dealer(endpoint)
+    for i, signum in enumerate((signal.SIGUSR1, signal.SIGUSR2, signal.SIGUSR1)):
+        proc.send_signal(signum)
+        time.sleep(0.2)
+        assert proc.poll() is None
+        header, body = encode_batch("r1", 1, "n0", 9, i, [(4, 1, "m", float(i), None, i)], 1)
+        sock.send_multipart([header, body])
+        assert decode_ack(sock.recv()) == (9, i, 1)
+    proc.send_signal(signal.SIGHUP)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert out.count(b"signal SIGUSR1: not a stop") == 1 and b"signal SIGUSR2: not a stop" in out
+    assert b"(SIGHUP): draining and stopping" in out and b"3 batches, 3 events" in out
+    assert len(rank_headers(run_dir)) == 3
+    sock.close()
 
 
 def test_private_directory_and_socket(sidecar: tuple[subprocess.Popen[bytes], Path, str]) -> None:

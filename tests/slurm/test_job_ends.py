@@ -19,6 +19,7 @@ from tests.conftest import PYTHON, entity, literal, load
 from tests.slurm.conftest import (
     UNTIL_CANCELLED,
     EndedJob,
+    alarming_lines,
     job_end,
     job_info,
     merge_job_of,
@@ -151,6 +152,48 @@ def test_time_limit_records_time_limit(slurm_conf: str, time_limited_job: EndedJ
     end = job_end(time_limited_job.run_dir)
     assert (end["cause"], end["exit_code"]) == ("time_limit", 0)
     assert job_info(slurm_conf, time_limited_job.job)["JobState"] == "COMPLETED"
+
+
+# Handles SIGUSR1 as Lightning's requeue support does (here: logs on for 1 s, then ends its run
+# and exits 0). It writes: points logged, warning ts, end ts.
+_WARNED_BY_USR1 = (
+    _UNTIL_WARNED.replace("signal.SIGTERM", "signal.SIGUSR1")
+    .replace("3_000_000_000", "1_000_000_000")
+    .replace('"limited", handle_sigterm=False', '"usr1"')
+)
+
+
+@pytest.fixture(scope="module")
+def usr1_warned_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
+    """A 4-rank job whose steps all get SIGUSR1 once every rank logged 200 points: what
+    ``--signal=USR1@N`` without ``B:`` does at the warning (``scancel --signal=USR1 <job>``
+    takes the same path: every step's tasks, the sidecars' included, not the batch shell)."""
+    cwd = tmp_path_factory.mktemp("usr1")
+    (cwd / "usr1.py").write_text(_WARNED_BY_USR1)
+    job = sbatch(slurm_conf, cwd, [PYTHON, str(cwd / "usr1.py"), str(cwd)])
+    wait_for("200 points on every rank", lambda: all(progress(cwd, r) >= 200 for r in range(4)), 120)
+    subprocess.run(["scancel", "--signal=USR1", str(job)], env=slurm_env(slurm_conf), check=True)
+    wait_gone(slurm_conf, job)
+    return EndedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
+
+
+def test_usr1_warning_to_every_step_leaves_the_sidecars_serving(
+    slurm_conf: str, usr1_warned_job: EndedJob
+) -> None:
+    """Both sidecars log the warning and serve on; the job ends normally, merged once, with
+    every point of every rank, the ones after the warning included, and a clean log."""
+    job, log = usr1_warned_job, usr1_warned_job.log
+    assert log.count("signal SIGUSR1: not a stop") == 2, log[-3000:]
+    assert log.count("yprov-sidecar INFO stopped:") == 2 and "0 unacked at stop" in log, log[-3000:]
+    assert alarming_lines(log) == [] and "merged 4 rank(s)" in log, log[-3000:]
+    assert job_info(slurm_conf, job.job)["JobState"] == "COMPLETED"
+    for rank in range(4):
+        steps, warned_ns, end_ns = _done(job, rank)
+        assert end_ns - warned_ns >= 1_000_000_000
+        doc = load(job.run_dir / f"prov_usr1_rank{rank}.json")
+        act = {k: literal(v) for k, v in doc["activity"][f"run:rank{rank}"].items()}
+        assert act["yprov:events_spilled"] == 0 and act["yprov:status"] == "finished"
+        assert entity(doc, f"run:rank{rank}.metric.loss.training")["yprov:count"] == steps
 
 
 _STEPS = """
