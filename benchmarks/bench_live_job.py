@@ -121,7 +121,7 @@ def main() -> None:
         )
     run_s = time.perf_counter() - t0
     for proc in reversed(sidecars):  # forwarders first, the aggregator last
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)  # at once, inside a Slurm step too
         proc.wait()
     sent = {r: c for part in parts for r, c in part.items()}
     t1 = time.perf_counter()

@@ -1,6 +1,6 @@
 """``python -m yprov_daemon``: the sidecar's command line (also ``yprov sidecar``)."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    main(prog_name="yprov sidecar")
+    run()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +19,8 @@ from yprov_hpc.core.config import (
     ENV_RAPL_ROOT,
     ENV_SAMPLE_INTERVAL_S,
     ENV_SAMPLERS,
+    ENV_SIDECAR_ON_SIGTERM,
+    SIGTERM_MODES,
     check_environment,
 )
 from yprov_hpc.core.errors import ConfigError
@@ -36,15 +40,21 @@ def _sampler_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _check_settings(nvml_module: str | None) -> None:
-    """Every YPROV_* variable, and the NVML module if one is named, checked before the sidecar
-    binds or says it is ready: a bad setting is one line on stderr (the sidecar log, for an
-    embedded sidecar, which the rank names) and exit code 2."""
+def run() -> None:
+    """``python -m yprov_daemon``: every YPROV_* variable is checked before the options are
+    parsed, so that a bad one (several are option defaults) is named by its variable: one line
+    on stderr (the sidecar log, for an embedded sidecar, which the rank names) and exit code 2."""
     try:
         check_environment()
     except ConfigError as exc:
         click.echo(f"yprov sidecar: {exc}", err=True)
         sys.exit(2)
+    main(prog_name="yprov sidecar")
+
+
+def _check_settings(nvml_module: str | None) -> None:
+    """The NVML module, if one is named, imported before the sidecar binds or says it is ready
+    (exit code 2 if it cannot be)."""
     if nvml_module:
         try:
             importlib.import_module(nvml_module)
@@ -54,6 +64,11 @@ def _check_settings(nvml_module: str | None) -> None:
                 err=True,
             )
             sys.exit(2)
+
+
+def _in_slurm_step() -> bool:
+    """Launched by srun (a job step's task): Slurm's SLURM_JOB_ID and SLURM_STEP_ID are numbers."""
+    return all(re.fullmatch(r"[0-9]{1,20}", os.environ.get(v, "")) for v in ("SLURM_JOB_ID", "SLURM_STEP_ID"))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -116,6 +131,16 @@ def _check_settings(nvml_module: str | None) -> None:
     help=f"Python module providing the NVML API [default: pynvml] (${ENV_NVML_MODULE}).",
 )
 @click.option(
+    "--on-sigterm",
+    type=click.Choice(SIGTERM_MODES),
+    default="auto",
+    show_default=True,
+    envvar=ENV_SIDECAR_ON_SIGTERM,
+    help="SIGTERM: 'stop' (drain, fsync, exit), or 'wait': the job is ending, serve this node's "
+    "ranks until they have ended, then stop (SIGINT always stops at once). 'auto': wait inside a "
+    f"Slurm step, where Slurm signals every step at once and SIGKILL follows (${ENV_SIDECAR_ON_SIGTERM}).",
+)
+@click.option(
     "--aggregate",
     default=None,
     envvar=ENV_AGGREGATE,
@@ -137,6 +162,7 @@ def main(
     samplers: str,
     rapl_root: Path,
     nvml_module: str | None,
+    on_sigterm: str,
     aggregate: str | None,
     forward: str | None,
 ) -> None:
@@ -145,9 +171,10 @@ def main(
     One sidecar serves every rank of a node. It binds in the run's private (0700) journal
     directory, writes `sidecar-<node>.json` there once ready, checks every batch and journals
     it before acking it (a bad batch is refused with its reason), writes `rank<r>.lost` for a
-    rank that dies without bye, and on SIGTERM/SIGINT/SIGHUP, or when the run directory
-    disappears, drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0. SIGUSR1/SIGUSR2
-    (Slurm's time-limit warning) are logged, not a stop.
+    rank that dies without bye, and on SIGINT/SIGHUP, on SIGTERM (inside a Slurm step: once
+    the node's ranks have ended, see --on-sigterm), or when the run directory disappears,
+    drains, fsyncs, writes `stats-sidecar-<node>.json` and exits 0. SIGUSR1/SIGUSR2 (Slurm's
+    time-limit warning) are logged, not a stop.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s yprov-sidecar %(levelname)s %(message)s")
     _check_settings(nvml_module)
@@ -170,6 +197,7 @@ def main(
         nvml_module=nvml_module,
         aggregate=aggregate,
         forward=forward if forward != aggregate else None,
+        term_waits_for_ranks=on_sigterm == "wait" or (on_sigterm == "auto" and _in_slurm_step()),
     )
     code = Sidecar(settings).serve()
     # Stopped: a stop signal that comes again now must not kill the exiting process (Python

@@ -4,7 +4,9 @@ Rules (docs/event-protocol.md, "Sidecar lifetime"):
 - any sidecar stops when its run directory disappears (checked every ``PID_CHECK_S``);
 - an embedded sidecar stops ``EXIT_GRACE_S`` after every rank of its node said bye,
   ``RANKS_GONE_S`` after every known rank process is gone (zombies count as gone), or when no
-  rank said hello (or, with ranks whose pid is unknown, nothing arrived) for ``idle_timeout_s``.
+  rank said hello (or, with ranks whose pid is unknown, nothing arrived) for ``idle_timeout_s``;
+- so does any sidecar once the job is ending (a SIGTERM it defers, ``end_requested``), and at
+  once if no rank of its node said hello.
 When an embedded sidecar stops because its ranks ended, and every rank of the world has a done
 or lost marker, it runs the run's final merge (``yprov_hpc.finalize.final_merge``) after
 closing its journal, unless a rank claimed or completed the merge already; a merge
@@ -59,9 +61,18 @@ class Lifetime:
     _last_check: float = 0.0
     _byes_seen: int = 0
     _since: float | None = None
+    ending: bool = False  # a deferred SIGTERM: stop as an embedded sidecar would, once the ranks end
 
     def __post_init__(self) -> None:
         self._dir = _dir_id(self.layout.journal_dir)
+
+    def end_requested(self) -> bool:
+        """The job is ending (a SIGTERM the sidecar defers): from now on it stops by the
+        embedded rules, or at once if no rank said hello; the next check comes at once.
+        True the first time only."""
+        first = not self.ending
+        self.ending, self._last_check = True, 0.0
+        return first
 
     def wait_ms(self, idle_ms: int) -> int:
         """How long the loop may wait for a message: ``idle_ms``, or SETTLE_CHECK_S while the
@@ -80,8 +91,10 @@ class Lifetime:
         elif here != self._dir:
             return f"the run directory {self.layout.root} is gone"
         table.check_processes()  # writes the lost markers of ranks that died without bye
-        if not self.embedded:
+        if not (self.embedded or self.ending):
             return None
+        if not table.ranks and self.ending:
+            return "the job is ending and no rank of this node said hello"
         if not table.ranks:
             idle = now - self.started > self.idle_timeout_s
             return f"no rank said hello in {self.idle_timeout_s:.0f} s" if idle else None

@@ -68,6 +68,9 @@ class SidecarSettings:
     nvml_module: str | None = None
     aggregate: str | None = None  # tcp endpoint to bind: this sidecar is also the job's aggregator
     forward: str | None = None  # the aggregator's tcp endpoint: forward every journaled batch there
+    # SIGTERM means "the job is ending": serve this node's ranks until they have ended (inside a
+    # Slurm step, where Slurm sends it to every step at once and SIGKILL follows), else stop
+    term_waits_for_ranks: bool = False
 
 
 def stats_file(layout: RunLayout, node: str) -> Path:
@@ -102,6 +105,13 @@ class Sidecar:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if self._stop:  # the same stop again (Slurm resends a step signal a slow node missed)
+            return
+        if signum == signal.SIGTERM and self.settings.term_waits_for_ranks:
+            # scancel, a time limit or a lost node: Slurm signals the training step at the same
+            # moment, and its ranks' last events (their runs' ends) are still to come. Stop once
+            # they have ended, on SIGINT (the batch script's stop), or by Slurm's SIGKILL.
+            if self.lifetime.end_requested():
+                log.info("signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end")
             return
         log.info("signal %d (%s): draining and stopping", signum, signal.Signals(signum).name)
         self._stop = True

@@ -18,7 +18,9 @@ from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Reply
 START_TIMEOUT_S = 20.0
 
 
-def start_sidecar(run_dir: Path, *args: str, node: str = "n0") -> tuple[subprocess.Popen[bytes], str]:
+def start_sidecar(
+    run_dir: Path, *args: str, node: str = "n0", env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``yprov_daemon`` for ``run_dir`` (no samplers) and return it with its endpoint."""
     proc = subprocess.Popen(
         [
@@ -33,7 +35,7 @@ def start_sidecar(run_dir: Path, *args: str, node: str = "n0") -> tuple[subproce
             "none",
             *args,
         ],
-        env=python_env(),
+        env=env or python_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -85,3 +85,22 @@ def test_validate_skips_the_merge_report_beside_the_documents(tree: Path) -> Non
     report.write_text("{}")
     out = _yprov(tree, "validate", str(report))
     assert out.returncode == 2 and "skip" in out.stderr  # nothing left to validate: a usage error
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("YPROV_SIDECAR_ON_SIGTERM", "later"), ("YPROV_SAMPLE_INTERVAL_S", "0.05")]
+)
+def test_sidecar_names_a_bad_variable_behind_an_option(tmp_path: Path, name: str, value: str) -> None:
+    """A variable that is an option's default is checked before the options are parsed, so the
+    error names the variable (not only the option), and the sidecar never binds: exit 2."""
+    env = python_env()
+    env[name] = value
+    out = subprocess.run(
+        [PYTHON, "-m", "yprov_daemon", "--run-dir", str(tmp_path / "exp_r1"), "--samplers", "none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and f"{name}={value!r}" in out.stderr, out.stderr
+    assert not (tmp_path / "exp_r1" / "journal" / "sidecar-n0.json").exists()

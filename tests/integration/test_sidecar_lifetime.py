@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, python_env
+from tests.conftest import PYTHON, entity, literal, load, python_env
 from tests.integration.sidecar_proc import dealer, metric, send_batch, start_sidecar, stop
+from yprov_hpc.merge import merge_run
 
 EXIT_WAIT_S = 30  # generous: the machine is shared; the rule under test is "it exits", not how fast
 
@@ -226,3 +227,104 @@ def test_no_merge_while_ranks_of_the_world_have_no_marker(tmp_path: Path) -> Non
         stop(proc)
     assert "not merging: 1 of 2 ranks have no done or lost marker (1)" in out
     assert not (run_dir / "journal" / "merge.state.json").exists()
+
+
+# A rank that logs until told to go on (a file), then 500 more points, and ends its run.
+_RANK_UNTIL_GO = """
+import os, sys, time, yprov_hpc as prov4ml
+go = sys.argv[1]
+run = prov4ml.start_run("www.example.org", "term", handle_sigterm=False, auto_merge=False, run_id="r1")
+step = 0
+while not os.path.exists(go) or step < 500:
+    prov4ml.log_metric("loss", float(step), prov4ml.Context.TRAINING, step)
+    step += 1
+    if step == 100:
+        open(go + ".started", "w").close()
+    time.sleep(0.001 if os.path.exists(go) else 0.005)
+prov4ml.end_run()
+open(go + ".done", "w").write(str(step))
+"""
+
+
+def _in_a_slurm_step() -> dict[str, str]:
+    env = python_env()
+    env.update(SLURM_JOB_ID="4242", SLURM_STEP_ID="1")
+    return env
+
+
+def test_sigterm_in_a_slurm_step_serves_the_ranks_until_they_end(tmp_path: Path) -> None:
+    """Inside a Slurm step (scancel, a time limit: Slurm signals every step at once) a SIGTERM
+    does not stop the sidecar while its node's rank logs on: the rank's last points and its
+    run's end are journaled, nothing is spilled, and the sidecar stops once the rank said bye."""
+    run_dir = tmp_path / "term_r1"
+    proc, _ = start_sidecar(run_dir, env=_in_a_slurm_step())
+    go = tmp_path / "go"
+    env = python_env()
+    env.update(YPROV_RUN_DIR=str(run_dir), SLURMD_NODENAME="n0")  # the node the sidecar serves
+    rank = subprocess.Popen([PYTHON, "-c", _RANK_UNTIL_GO, str(go)], env=env, stderr=subprocess.PIPE)
+    try:
+        _wait_for(Path(str(go) + ".started"))
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the sidecar stopped while its rank was still logging"
+        go.touch()
+        assert rank.wait(timeout=60) == 0, rank.communicate()[1].decode()[-2000:]
+        out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+    finally:
+        stop(proc)
+        if rank.poll() is None:
+            rank.kill()
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"the job is ending; serving on until this node's ranks end" in out
+    assert b"stopping: every rank said bye" in out, out.decode()[-2000:]
+    merge_run(run_dir)
+    steps = int(Path(str(go) + ".done").read_text())
+    doc = load(run_dir / "prov_term_rank0.json")
+    act = {k: literal(v) for k, v in doc["activity"]["run:rank0"].items()}
+    assert (act["yprov:events_spilled"], act["yprov:events_missing"]) == (0, 0)
+    assert act["yprov:status"] == "finished"
+    assert entity(doc, "run:rank0.metric.loss.training")["yprov:count"] == steps
+
+
+@pytest.mark.parametrize(
+    ("mode", "slurm", "stops"),
+    [("auto", True, False), ("auto", False, True), ("stop", True, True), ("wait", False, False)],
+)
+def test_which_sigterm_stops_a_sidecar_with_a_rank(
+    tmp_path: Path, mode: str, slurm: bool, stops: bool
+) -> None:
+    """YPROV_SIDECAR_ON_SIGTERM: 'auto' waits for the ranks only inside a Slurm step; 'stop' and
+    'wait' force it. With no rank yet, or on SIGINT, every sidecar stops at once."""
+    run_dir = tmp_path / "exp_r1"
+    env = _in_a_slurm_step() if slurm else python_env()
+    env["YPROV_SIDECAR_ON_SIGTERM"] = mode
+    proc, endpoint = start_sidecar(run_dir, env=env)
+    rank = _sleeper()
+    sock = dealer(endpoint)
+    try:
+        assert send_batch(sock, [_hello(rank.pid)], 0).refused is None
+        proc.send_signal(signal.SIGTERM)
+        if stops:
+            proc.communicate(timeout=EXIT_WAIT_S)
+            assert proc.returncode == 0
+            return
+        time.sleep(1.0)
+        assert proc.poll() is None
+        assert send_batch(sock, [metric(1)], 1).refused is None, "it acks on after the SIGTERM"
+        proc.send_signal(signal.SIGINT)  # the batch script's stop: at once
+        out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+        assert proc.returncode == 0 and b"(SIGINT): draining and stopping" in out
+    finally:
+        sock.close()
+        stop(proc)
+        rank.kill()
+        rank.wait()
+
+
+def test_sigterm_in_a_slurm_step_with_no_rank_stops_at_once(tmp_path: Path) -> None:
+    """A job cancelled before any rank of the node said hello: nothing to wait for."""
+    proc, _ = start_sidecar(tmp_path / "exp_r1", env=_in_a_slurm_step())
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"stopping: the job is ending and no rank of this node said hello" in out

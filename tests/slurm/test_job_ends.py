@@ -70,6 +70,17 @@ def test_scancel_ranks_end_with_status_killed(cancelled_job: EndedJob) -> None:
         assert literal(doc["activity"][f"run:rank{rank}"]["yprov:status"]) == "killed"
 
 
+def test_scancel_sidecars_serve_the_ranks_last_events(cancelled_job: EndedJob) -> None:
+    """Slurm's SIGTERM reaches the sidecars with the ranks': they serve on until their node's
+    ranks have ended, so the ranks' last points and run ends are journaled, none spilled."""
+    log = cancelled_job.log
+    assert log.count("the job is ending; serving on until this node's ranks end") == 2, log[-3000:]
+    assert log.count("stopping: every rank said bye") == 2, log[-3000:]
+    for rank in range(4):
+        doc = load(cancelled_job.run_dir / f"prov_forever_rank{rank}.json")
+        assert literal(doc["activity"][f"run:rank{rank}"]["yprov:events_spilled"]) == 0
+
+
 def test_scancel_records_cancelled(slurm_conf: str, cancelled_job: EndedJob) -> None:
     """journal/job.end says cancelled, and the job is CANCELLED in Slurm."""
     assert job_end(cancelled_job.run_dir)["cause"] == "cancelled"

@@ -65,6 +65,7 @@ def test_namespace_required_and_values_checked() -> None:
         ("YPROV_AGGREGATE", "udp://host:1"),
         ("YPROV_AUTO_MERGE", "maybe"),
         ("YPROV_AGGREGATOR_PORT", "70000"),
+        ("YPROV_SIDECAR_ON_SIGTERM", "later"),
     ],
 )
 def test_every_variable_is_checked_and_named(name: str, value: str) -> None:

@@ -47,6 +47,7 @@ ENV_RAPL_ROOT = "YPROV_RAPL_ROOT"
 ENV_NVML_MODULE = "YPROV_NVML_MODULE"
 ENV_AGGREGATE = "YPROV_AGGREGATE"
 ENV_FORWARD = "YPROV_FORWARD"
+ENV_SIDECAR_ON_SIGTERM = "YPROV_SIDECAR_ON_SIGTERM"  # "auto" (default), "stop" or "wait"
 # read by the merge
 ENV_CARBON_REGION = "YPROV_CARBON_REGION"
 ENV_CARBON_INTENSITY = "YPROV_CARBON_INTENSITY"
@@ -57,6 +58,7 @@ ENV_NPROC_PER_NODE = "YPROV_NPROC_PER_NODE"
 
 
 MERGE_MODES = ("auto", "job", "off")
+SIGTERM_MODES = ("auto", "stop", "wait")  # a sidecar's SIGTERM: see daemon.sidecar
 SAMPLERS = ("system", "rapl", "nvml")
 MIN_SAMPLE_INTERVAL_S = 0.1
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
@@ -182,6 +184,7 @@ _CHECKS: dict[str, Check] = {
     ENV_NVML_MODULE: _pattern(_MODULE, "a Python module name such as pynvml"),
     ENV_AGGREGATE: _endpoint("tcp://"),
     ENV_FORWARD: _endpoint("tcp://"),
+    ENV_SIDECAR_ON_SIGTERM: _choice(*SIGTERM_MODES),
     ENV_CARBON_REGION: _pattern(_REGION, "an ISO 3166 alpha-3 country code such as FRA"),
     ENV_CARBON_INTENSITY: _number(float, 0),
     ENV_CPU_TDP_W: _number(float, 0, above=True, high=10_000),
