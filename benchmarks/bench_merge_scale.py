@@ -11,8 +11,8 @@ sidecars' ingest time, measured separately by bench_sidecar_ingest.py).
 
 CPU seconds (the merging process and its workers) are printed beside the wall time: on a shared
 machine the wall time also counts other processes' load, the CPU time does not. ``--split K``
-then merges the same journals split as on K nodes: K concurrent ``python -m yprov_hpc.finalize
---part`` processes (one worker each, the nodes dealt round-robin), then the join.
+then merges the same journals split as on K nodes: K concurrent ``yprov merge --part``
+processes (one worker each, the nodes dealt round-robin), then the join.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def split_merge(root: Path, parts: int, workers: int) -> dict[str, float]:
     procs = []
     for k in range(parts):
         mine = [arg for node in nodes[k::parts] for arg in ("--part", node)]
-        command = [sys.executable, "-m", "yprov_hpc.finalize", str(root), *mine]
+        command = [sys.executable, "-m", "yprov_hpc.cli", "merge", "-q", "-j", "1", *mine, str(root)]
         procs.append(subprocess.Popen(command, env=env))
     failed = [p.args for p in procs if p.wait() != 0]
     parts_s = time.perf_counter() - t

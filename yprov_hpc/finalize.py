@@ -14,8 +14,8 @@ during a final merge); the join is a ``final_merge(join=True)``, which takes fro
 every rank whose inputs are unchanged and folds the rest itself, so its output is the one of a
 merge in one process, whatever parts ran, failed or went stale.
 
-``python -m yprov_hpc.finalize RUN_DIR --by WHO [--part NODE | --join]`` runs it as its own
-process.
+``python -m yprov_hpc.finalize RUN_DIR --by WHO`` runs it as its own process (the last rank's
+detached merge); ``yprov merge`` is the command for users and batch scripts.
 """
 
 from __future__ import annotations
@@ -161,26 +161,25 @@ def _experiment_record(layout: RunLayout, result: MergeResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m yprov_hpc.finalize RUN_DIR --by WHO [--if-stale] [--part NODE | --join]``:
-    one merge (or one node's part of it), as a process."""
+    """``python -m yprov_hpc.finalize RUN_DIR --by WHO [--if-stale]``: the last rank's detached
+    merge process (``rank.ending``), whose output goes to ``journal/merge.log``. Users and batch
+    scripts run ``yprov merge`` (the same ``final_merge``, with parts, a join and progress)."""
     parser = argparse.ArgumentParser(prog="python -m yprov_hpc.finalize")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--by", default="merge process")
     parser.add_argument("--if-stale", action="store_true")
-    parser.add_argument("--part", action="append", default=[], metavar="NODE")
-    parser.add_argument("--join", action="store_true")
     args = parser.parse_args(argv)
     from yprov_hpc.fold.series import arrow_without_pandas
 
     arrow_without_pandas()  # this process only merges: pyarrow's pandas check (0.3-0.5 s) is waste
     try:
-        if args.part:
-            part_merge(args.run_dir, args.part, if_stale=args.if_stale)
-            return 0
-        outcome = final_merge(args.run_dir, by=args.by, if_stale=args.if_stale, join=args.join)
+        outcome = final_merge(args.run_dir, by=args.by, if_stale=args.if_stale)
     except (OSError, MergeLockTimeout) as exc:
         print(f"yprov: merge of {args.run_dir} failed: {exc}", file=sys.stderr)
         return 1
+    if outcome.result is not None:
+        for problem in outcome.result.problems:
+            print(f"problem: {problem}", file=sys.stderr)
     return 0 if outcome.state is not None and outcome.state.ok else 1
 
 
