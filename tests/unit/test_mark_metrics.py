@@ -19,7 +19,7 @@ from yprov_hpc.fold.attribution import (
 )
 from yprov_hpc.fold.carbon import CarbonIntensity
 from yprov_hpc.fold.energy import NodeEnergy, interpolate, interpolate_many
-from yprov_hpc.fold.series import MarkColumns
+from yprov_hpc.fold.series import METRIC, MarkColumns
 from yprov_hpc.wire.records import Kind, Mark
 
 S = 1_000_000_000
@@ -140,7 +140,7 @@ def test_columns_equal_the_reference_series_by_series(
     for m in recs:
         columns.add(m.what, m.ts_ns, m.context, m.step)
     got = mark_metrics(rank, columns, start_s * S, node, CARBON)
-    assert set(got.kind) <= {"metric"} and len(got.kind) == len(got.ts_ns)
+    assert set(got.kind) <= {METRIC} and len(got.kind) == len(got.ts_ns)
     series: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for name, ctx, step, value, ts in zip(got.name, got.context, got.step, got.value, got.ts_ns, strict=True):
         series[name].append((ctx, step, value, ts))

@@ -7,10 +7,11 @@ import math
 from array import array
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yprov_hpc.fold.series import SeriesColumns, build_table
+from yprov_hpc.fold.series import METRIC, SeriesColumns, build_table
 
 steps = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1))
 rows = st.tuples(st.sampled_from(["loss", "acc"]), st.none() | st.just("training"), steps, st.floats())
@@ -29,7 +30,7 @@ def _append(cols: SeriesColumns, how: str, chunk: list[tuple[Any, ...]]) -> None
         _append(other, "list", chunk)
         cols.extend(other)
         return
-    cols.kind.extend(["metric"] * len(chunk))
+    cols.kind.extend([METRIC] * len(chunk))
     cols.name.extend(r[0] for r in chunk)
     cols.context.extend(r[1] for r in chunk)
     cols.step.extend(r[2] for r in chunk)
@@ -56,3 +57,16 @@ def test_the_table_holds_every_step_value_and_gap_in_order(parts: list[tuple[str
         (math.isnan(g) and math.isnan(w[3])) or g == w[3] for g, w in zip(got_values, want, strict=True)
     )
     assert table["name"].to_pylist() == [w[0] for w in want] and table["ts_ns"].to_pylist() == [7] * len(want)
+
+
+def test_kind_codes_become_the_kind_strings_in_the_table() -> None:
+    """The kind column is kept as codes; the table (and so the Parquet file) holds the strings,
+    a plain string column, in row order; an unknown kind is refused when added."""
+    cols = SeriesColumns()
+    for i, kind in enumerate(["metric", "mark", "execution_time", "metric", "mark"]):
+        cols.add(kind, f"n{i}", None, i, float(i), i)
+    table = build_table(cols)
+    assert str(table.schema.field("kind").type) == "string"
+    assert table["kind"].to_pylist() == ["metric", "mark", "execution_time", "metric", "mark"]
+    with pytest.raises(KeyError):
+        cols.add("loss", "x", None, 0, 0.0, 0)

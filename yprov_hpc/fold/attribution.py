@@ -222,7 +222,7 @@ def _extend(
     if keep is not None:
         ts, ctxs, steps = list(compress(ts, keep)), list(compress(ctxs, keep)), list(compress(steps, keep))
         values = list(compress(values, keep))
-    out.kind.extend(repeat("metric", len(ts)))
+    out.kind.frombytes(bytes(len(ts)))  # METRIC codes
     out.name.extend(repeat(name, len(ts)))
     out.context.extend(ctxs)
     out.step.extend(steps)

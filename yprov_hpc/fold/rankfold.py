@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from yprov_hpc.fold.index import Frame, read_batch
 from yprov_hpc.fold.markers import RankMarker
-from yprov_hpc.fold.series import MarkColumns, SeriesColumns
+from yprov_hpc.fold.series import MARK, METRIC, MarkColumns, SeriesColumns
 from yprov_hpc.wire.blocks import Block, drop_leading, event_count, is_block, read_block
 from yprov_hpc.wire.records import (
     INT64_MAX,
@@ -192,7 +192,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
             and (ev[4] is None or (type(ev[4]) is str and 0 < len(ev[4]) <= max_name))
             and (ev[5] is None or (type(ev[5]) is int and low <= ev[5] <= high))
         ):
-            kind("metric")
+            kind(METRIC)
             name(ev[2])
             ctx(ev[4])
             step(ev[5])
@@ -214,7 +214,7 @@ def _fold_events(fold: RankFold, delivery: RankDelivery, events: list[Any], stre
             and (ev[3] is None or (type(ev[3]) is str and 0 < len(ev[3]) <= max_name))
             and (ev[4] is None or (type(ev[4]) is int and low <= ev[4] <= high))
         ):
-            kind("mark")
+            kind(MARK)
             name(ev[2])
             ctx(ev[3])
             step(ev[4])
@@ -254,18 +254,24 @@ def _fold_block(fold: RankFold, b: Block) -> None:
     its marks then takes its kind and a NaN value in the columns, and joins the rank's marks."""
     cols, k = fold.columns, len(b.names)
     base = len(cols.kind)
-    cols.kind.extend(repeat("metric", k))
+    cols.kind.frombytes(bytes(k))  # k METRIC codes
     cols.name.extend(b.names)
     cols.context.extend(b.contexts)
     cols.step.extend(b.steps)
     cols.value.extend(b.values)
     cols.ts_ns.extend(b.ts_ns)
     if b.marks:
-        kind, value, add = cols.kind, cols.value, fold.marks.add
-        for p in b.marks:
-            kind[base + p] = "mark"
-            value[base + p] = math.nan
-            add(b.names[p], b.ts_ns[p], b.contexts[p], b.steps[p])
+        at, kind, value, nan = b.marks, cols.kind, cols.value, math.nan
+        for p in at:
+            kind[base + p] = MARK
+            value[base + p] = nan
+        # the marks' columns picked whole (a mark every few steps: no call per mark)
+        pick = itemgetter(*at) if len(at) > 1 else lambda seq: (seq[at[0]],)
+        marks = fold.marks
+        marks.what.extend(pick(b.names))
+        marks.ts_ns.extend(pick(b.ts_ns))
+        marks.context.extend(pick(b.contexts))
+        marks.step.extend(pick(b.steps))
 
 
 def fold_rank(rank: int, frames: list[Frame], marker: RankMarker | None) -> tuple[RankFold, RankDelivery]:
