@@ -63,6 +63,7 @@ class AggregatorEndpoint:
         self.frames = 0
         self.malformed = 0
         self.not_journaled = 0
+        self.last_message = time.monotonic()  # when a forwarder last sent anything
 
     def _journal(self, node: str) -> JournalSink | None:
         sink = self._journals.get(node)
@@ -84,6 +85,7 @@ class AggregatorEndpoint:
             except zmq.Again:
                 break
             received += sum(len(part) for part in msg)
+            self.last_message = time.monotonic()
             sink = self._vet(msg)
             if sink is not None:
                 by_sink.setdefault(id(sink), (sink, []))[1].append(msg)

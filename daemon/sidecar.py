@@ -35,6 +35,7 @@ from yprov_hpc.core.layout import RunLayout, safe_name
 from yprov_hpc.wire.codec import encode_batch
 from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Kind
 
+from . import early
 from .aggregator import AggregatorEndpoint, Forwarder
 from .ingest import SOCKET_MAX_MESSAGE_BYTES, BatchIngest, JournalSink
 from .lifetime import Lifetime, final_merge, prewarm_merge
@@ -51,6 +52,9 @@ WARNING_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # Slurm's --signal warning: 
 RCVHWM = 100_000  # messages queued per connected rank: bounds memory under a flood
 KEYS_WAIT_S = 30.0  # a forwarding sidecar waits this long for the job's keys
 FORWARD_FINISH_S = 3.0  # and at stop, this long for the aggregator's last acks
+# the job's aggregator stops by the rules (its own ranks ended) once nothing was forwarded to it
+# for this long: a forwarding sidecar sends its node's samples every interval while it runs
+FORWARDERS_QUIET_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ class SidecarSettings:
     # SIGTERM means "the job is ending": serve this node's ranks until they have ended (inside a
     # Slurm step, where Slurm sends it to every step at once and SIGKILL follows), else stop
     term_waits_for_ranks: bool = False
+
+
+def sigterm_file(layout: RunLayout, node: str) -> Path:
+    """``journal/sigterm-<node>.json``: when the node's sidecar got a SIGTERM it deferred."""
+    return layout.journal_dir / f"sigterm-{safe_name(node)}.json"
 
 
 def stats_file(layout: RunLayout, node: str) -> Path:
@@ -94,6 +103,8 @@ class Sidecar:
     _seq: int = 0
     _forwarder: Forwarder | None = None
     _warned: set[int] = field(default_factory=set)
+    _term_ns: int | None = None  # when a SIGTERM the sidecar defers came
+    _term_noted: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -109,9 +120,11 @@ class Sidecar:
         if signum == signal.SIGTERM and self.settings.term_waits_for_ranks:
             # scancel, a time limit or a lost node: Slurm signals the training step at the same
             # moment, and its ranks' last events (their runs' ends) are still to come. Stop once
-            # they have ended, on SIGINT (the batch script's stop), or by Slurm's SIGKILL.
-            if self.lifetime.end_requested():
-                log.info("signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end")
+            # they have ended, on SIGINT (the batch script's stop), or by Slurm's SIGKILL. The
+            # job's aggregator also waits until the other nodes' sidecars have gone quiet.
+            if self._term_ns is None:
+                self._term_ns = time.time_ns()
+                self.lifetime.end_requested()
             return
         log.info("signal %d (%s): draining and stopping", signum, signal.Signals(signum).name)
         self._stop = True
@@ -153,6 +166,8 @@ class Sidecar:
             signal.signal(sig, self._on_signal)
         for sig in WARNING_SIGNALS:
             signal.signal(sig, self._on_warning)
+        for signum in early.take():  # a stop signal that came while the sidecar started
+            self._on_signal(signum, None)
         aggregator = self._start_links(ctx)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -179,13 +194,23 @@ class Sidecar:
                 )
                 if self._forwarder is not None:
                     self._forwarder.poll()
-                reason = self.lifetime.check(self.ranks, self.ingest.last_message, time.monotonic())
+                if self._term_ns is not None and not self._term_noted:
+                    self._note_term()
+                now = time.monotonic()
+                reason = self.lifetime.check(self.ranks, self.ingest.last_message, now)
+                if reason is not None and aggregator is not None:
+                    if now - aggregator.last_message < FORWARDERS_QUIET_S:
+                        reason = None  # the other nodes' sidecars still forward (samples, at least)
+                    else:
+                        reason += f"; the other nodes' sidecars quiet for {FORWARDERS_QUIET_S:.0f} s"
                 if reason is not None:
                     log.info("stopping: %s", reason)
-                    self.stop_reason = reason
+                    self._stop, self.stop_reason = True, reason  # a later signal changes nothing
                     break
             self.ingest.drain(sock)  # a last drain after a signal
         finally:
+            if self._term_ns is not None and not self._term_noted:
+                self._note_term()
             self._stop_samplers()
             self._journal_samples()
             self.sink.close()
@@ -198,6 +223,30 @@ class Sidecar:
         if s.embedded and self.lifetime.ranks_ended:
             final_merge(s.layout, s.node, self.ranks.world_size)
         return 0
+
+    def _note_term(self) -> None:
+        """Say what a deferred SIGTERM does, and leave ``journal/sigterm-<node>.json`` (node,
+        ts_ns): the batch script's sign that Slurm signalled the steps, not only its shell."""
+        self._term_noted = True
+        s = self.settings
+        if s.aggregate:
+            log.info(
+                "signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end and "
+                "the other nodes' sidecars (this is the job's aggregator) are quiet for %.0f s",
+                FORWARDERS_QUIET_S,
+            )
+        else:
+            log.info("signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end")
+        if s.embedded:
+            log.info(
+                "if this node's ranks outlive Slurm's KillWait, Slurm kills them and this sidecar, and "
+                "the run is not merged here: then run `yprov merge %s` after the job",
+                s.layout.root,
+            )
+        try:
+            write_json_atomic(sigterm_file(s.layout, s.node), {"node": s.node, "ts_ns": self._term_ns})
+        except OSError as exc:
+            log.warning("could not write %s: %s", sigterm_file(s.layout, s.node).name, exc)
 
     def _on_batch(
         self, header: BatchHeader, events: list[list[Any]], header_bytes: bytes, body: bytes

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -246,6 +247,22 @@ open(go + ".done", "w").write(str(step))
 """
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` now (the SigCgt mask of /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
 def _in_a_slurm_step() -> dict[str, str]:
     env = python_env()
     env.update(SLURM_JOB_ID="4242", SLURM_STEP_ID="1")
@@ -328,3 +345,108 @@ def test_sigterm_in_a_slurm_step_with_no_rank_stops_at_once(tmp_path: Path) -> N
     out, _ = proc.communicate(timeout=EXIT_WAIT_S)
     assert proc.returncode == 0, out.decode()[-2000:]
     assert b"stopping: the job is ending and no rank of this node said hello" in out
+
+
+def test_the_aggregator_serves_on_after_sigterm_while_other_nodes_forward(tmp_path: Path) -> None:
+    """The job's aggregator (first node) does not stop when its own ranks end after Slurm's
+    SIGTERM while another node's sidecar still forwards to it (its samples, at least); once
+    that one has stopped and 5 s passed quietly, it stops by itself, exit 0, and says why."""
+    run_dir = tmp_path / "exp_r1"
+    agg = f"tcp://127.0.0.1:{_free_port()}"
+    proc, endpoint = start_sidecar(run_dir, "--aggregate", agg, env=_in_a_slurm_step())
+    sampling = ("--samplers", "system", "--interval", "0.2")
+    other, _ = start_sidecar(run_dir, "--forward", agg, *sampling, node="n1", env=_in_a_slurm_step())
+    rank = _sleeper()
+    sock = dealer(endpoint)
+    try:
+        assert send_batch(sock, [_hello(rank.pid)], 0).refused is None
+        proc.send_signal(signal.SIGTERM)
+        (run_dir / "journal" / "rank0.done").write_text("{}")
+        assert send_batch(sock, [_bye(rank.pid)], 1).refused is None
+        time.sleep(6.0)
+        assert proc.poll() is None, "the aggregator stopped while another node still forwards"
+        other.send_signal(signal.SIGINT)
+        other_out, _ = other.communicate(timeout=EXIT_WAIT_S)
+        stopped = time.monotonic()
+        out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+        waited = time.monotonic() - stopped
+    finally:
+        sock.close()
+        stop(other)
+        stop(proc)
+        rank.kill()
+        rank.wait()
+    assert proc.returncode == 0 and other.returncode == 0, out.decode()[-2000:]
+    assert b"0 unacked at stop" in other_out, other_out.decode()[-2000:]
+    assert b"(this is the job's aggregator) are quiet for 5 s" in out
+    assert b"stopping: every rank said bye; the other nodes' sidecars quiet for 5 s" in out
+    assert 4.0 <= waited < 15.0, waited
+    term = json.loads((run_dir / "journal" / "sigterm-n0.json").read_text())
+    assert term["node"] == "n0" and type(term["ts_ns"]) is int
+
+
+def test_a_signal_after_a_stop_by_the_rules_keeps_the_reason(tmp_path: Path) -> None:
+    """A sidecar that stopped by itself (its rank said bye, its done marker there) and then gets
+    the script's SIGINT while it shuts down records why it really stopped."""
+    run_dir = tmp_path / "exp_r1"
+    # a forwarder to an aggregator that never answers: its stop waits up to 3 s for acks, time
+    # enough for the SIGINTs below to land while the sidecar shuts down
+    (run_dir / "journal").mkdir(parents=True)
+    subprocess.run([PYTHON, "-m", "yprov_hpc.cli", "keys", str(run_dir)], env=python_env(), check=True)
+    forward = f"tcp://127.0.0.1:{_free_port()}"
+    proc, endpoint = start_sidecar(run_dir, "--forward", forward, env=_in_a_slurm_step())
+    rank = _sleeper()
+    sock = dealer(endpoint)
+    try:
+        assert send_batch(sock, [_hello(rank.pid)], 0).refused is None
+        proc.send_signal(signal.SIGTERM)
+        (run_dir / "journal" / "rank0.done").write_text("{}")
+        assert send_batch(sock, [_bye(rank.pid)], 1).refused is None  # it stops on this turn
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+    finally:
+        sock.close()
+        stop(proc)
+        rank.kill()
+        rank.wait()
+    assert proc.returncode == 0 and b"stopping: every rank said bye" in out, out.decode()[-2000:]
+    assert b"unacked at stop" in out
+    stats = json.loads((run_dir / "journal" / "stats-sidecar-n0.json").read_text())
+    assert stats["stop_reason"] == "every rank said bye"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
+def test_a_signal_while_the_sidecar_starts_is_not_fatal(tmp_path: Path, signum: signal.Signals) -> None:
+    """Signals from the moment the process exists (before the sidecar has its handlers: imports,
+    checks, bind): a stop signal ends it cleanly, exit 0 and no traceback; SIGUSR1 is ignored
+    and the sidecar comes up."""
+    run_dir = tmp_path / "exp_r1"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "yprov_daemon", "--run-dir", str(run_dir), "--node", "n0", "--samplers", "none"],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    ready = run_dir / "journal" / "sidecar-n0.json"
+    try:
+        # the interpreter's own start, before any of our code runs, is out of reach: flood from
+        # the moment the sidecar's first line has taken SIGTERM (its imports are still to come)
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while not _catches(proc.pid, signal.SIGTERM):
+            assert proc.poll() is None and time.monotonic() < deadline, "the sidecar never took SIGTERM"
+            time.sleep(0.001)
+        assert not ready.exists(), "the sidecar was ready before the flood began"
+        while proc.poll() is None and not ready.exists() and time.monotonic() < deadline:
+            proc.send_signal(signum)
+            time.sleep(0.005)
+        if signum == signal.SIGUSR1:
+            assert proc.poll() is None and ready.exists(), "SIGUSR1 stopped the sidecar"
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=EXIT_WAIT_S)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, out.decode()[-2000:]
+    assert b"Traceback" not in out, out.decode()[-2000:]

@@ -71,11 +71,15 @@ def test_scancel_ranks_end_with_status_killed(cancelled_job: EndedJob) -> None:
 
 
 def test_scancel_sidecars_serve_the_ranks_last_events(cancelled_job: EndedJob) -> None:
-    """Slurm's SIGTERM reaches the sidecars with the ranks': they serve on until their node's
-    ranks have ended, so the ranks' last points and run ends are journaled, none spilled."""
+    """Slurm's SIGTERM reaches the sidecars with the ranks': node2's serves on until its ranks
+    have ended, the aggregator (node1) also until node2's has gone quiet (or the script stops
+    it), so the ranks' last points and run ends are journaled, none spilled, and every
+    forwarded copy was acked."""
     log = cancelled_job.log
     assert log.count("the job is ending; serving on until this node's ranks end") == 2, log[-3000:]
-    assert log.count("stopping: every rank said bye") == 2, log[-3000:]
+    assert log.count("(this is the job's aggregator) are quiet for 5 s") == 1, log[-3000:]
+    assert "stopping: every rank said bye\n" in log, log[-3000:]
+    assert "0 unacked at stop" in log and "scancel: error" not in log, log[-3000:]
     for rank in range(4):
         doc = load(cancelled_job.run_dir / f"prov_forever_rank{rank}.json")
         assert literal(doc["activity"][f"run:rank{rank}"]["yprov:events_spilled"]) == 0
@@ -163,6 +167,105 @@ def test_time_limit_records_time_limit(slurm_conf: str, time_limited_job: EndedJ
     end = job_end(time_limited_job.run_dir)
     assert (end["cause"], end["exit_code"]) == ("time_limit", 0)
     assert job_info(slurm_conf, time_limited_job.job)["JobState"] == "COMPLETED"
+
+
+@pytest.fixture(scope="module")
+def shell_killed_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
+    """A 4-rank job whose batch shell alone is killed (``scancel -b``: SIGKILL on Slurm 22.05,
+    so no trap runs) once every rank logged 200 points; Slurm then ends the steps."""
+    cwd = tmp_path_factory.mktemp("shell_killed")
+    (cwd / "forever.py").write_text(UNTIL_CANCELLED)
+    job = sbatch(slurm_conf, cwd, [PYTHON, str(cwd / "forever.py"), str(cwd)])
+    wait_for("200 points on every rank", lambda: all(progress(cwd, r) >= 200 for r in range(4)), 120)
+    subprocess.run(["scancel", "-b", str(job)], env=slurm_env(slurm_conf), check=True)
+    return _after_merge_job(slurm_conf, job, cwd)
+
+
+def test_a_killed_batch_shell_has_its_end_recorded_by_the_merge_job(
+    slurm_conf: str, shell_killed_job: EndedJob
+) -> None:
+    """The shell could not write journal/job.end; the merge job records the cause from Slurm's
+    job state, says so in its log, and the ranks keep every point they logged."""
+    job = shell_killed_job
+    end = job_end(job.run_dir)
+    state = job_info(slurm_conf, job.job)["JobState"]
+    assert (end["recorded_by"], end["slurm_state"]) == ("merge job", state), end
+    assert end["cause"] == {"FAILED": "failed", "CANCELLED": "cancelled"}[state]
+    merge_log = (job.cwd / f"yprov-merge-{job.job}.out").read_text()
+    assert f"ended without recording how (its batch shell was killed); Slurm says {state}" in merge_log
+    for rank in range(4):
+        logged = int((job.cwd / f"logged{rank}.txt").read_text())
+        doc = load(job.run_dir / f"prov_forever_rank{rank}.json")
+        assert entity(doc, f"run:rank{rank}.metric.loss.training")["yprov:count"] >= logged >= 200
+
+
+# On SIGTERM node1's ranks (0, 1) end at once; node2's (2, 3) log on for 3 s, then end their
+# runs and exit 0 (a checkpoint, say). It writes: points logged, SIGTERM ts, end ts.
+_UNEVEN_END = """
+import os, signal, sys, time, yprov_hpc as prov4ml
+out = sys.argv[1]
+termed = []
+signal.signal(signal.SIGTERM, lambda signum, frame: termed.append(time.time_ns()))
+run = prov4ml.start_run("www.example.org", "uneven", handle_sigterm=False)
+grace_ns = 3_000_000_000 if run.rank >= 2 else 0
+progress = open(os.path.join(out, f"progress{run.rank}.txt"), "w")
+step = 0
+while not termed or time.time_ns() - termed[0] < grace_ns:
+    prov4ml.log_metric("loss", 1.0 / (step + 1), prov4ml.Context.TRAINING, step)
+    step += 1
+    if step % 50 == 0:
+        progress.seek(0); progress.write(f"{step:10d}"); progress.flush()
+    time.sleep(0.005)
+end_ns = time.time_ns()
+prov4ml.end_run()
+with open(os.path.join(out, f"done{run.rank}.txt"), "w") as f:
+    f.write(f"{step} {termed[0]} {end_ns}")
+"""
+
+
+@pytest.fixture(scope="module")
+def steps_terminated_job(slurm_conf: str, tmp_path_factory: pytest.TempPathFactory) -> EndedJob:
+    """A 4-rank job whose steps, not its batch shell, get SIGTERM once every rank logged 200
+    points (``scancel --signal=TERM <job>``; ``--signal=TERM@N`` without ``B:`` does the same
+    at the warning), node2's ranks logging on for 3 s after it."""
+    cwd = tmp_path_factory.mktemp("steps_term")
+    (cwd / "uneven.py").write_text(_UNEVEN_END)
+    env = slurm_env(slurm_conf, YPROV_SAMPLE_INTERVAL_S="0.5")
+    job = sbatch(slurm_conf, cwd, [PYTHON, str(cwd / "uneven.py"), str(cwd)], env)
+    wait_for("200 points on every rank", lambda: all(progress(cwd, r) >= 200 for r in range(4)), 120)
+    subprocess.run(["scancel", "--signal=TERM", str(job)], env=slurm_env(slurm_conf), check=True)
+    wait_gone(slurm_conf, job)
+    return EndedJob(job, cwd, (cwd / "job.out").read_text(), run_dir_of(cwd))
+
+
+def test_sigterm_to_the_steps_only_is_recorded_as_cancelled(steps_terminated_job: EndedJob) -> None:
+    """The batch shell saw no signal, but the sidecars did: job.end says cancelled, at the
+    signal, with the training's exit code; the script merged once; the log is clean."""
+    job, log = steps_terminated_job, steps_terminated_job.log
+    end = job_end(job.run_dir)
+    assert (end["cause"], end["exit_code"]) == ("cancelled", 0), end
+    first_term = min(_done(job, r)[1] for r in range(4))
+    assert abs(end["ts_ns"] - first_term) < 2_000_000_000
+    assert "the steps got SIGTERM: cancelled" in log and "merged 4 rank(s)" in log, log[-3000:]
+    slurms_own = re.compile(r"^slurmstepd-node\d: error: \*\*\* STEP \d+\.\d ON node\d CANCELLED AT ")
+    assert [line for line in alarming_lines(log) if not slurms_own.match(line)] == [], log[-3000:]
+
+
+def test_sigterm_to_the_steps_keeps_every_point_and_the_forwarded_copies(
+    steps_terminated_job: EndedJob,
+) -> None:
+    """node2's ranks log for 3 s after the signal: their sidecar serves them, the aggregator
+    on node1 serves on (its own ranks are done) and acks every copy node2 forwards; nothing is
+    spilled, every point is in the documents, and node1's telemetry has no gap."""
+    job = steps_terminated_job
+    assert "0 unacked at stop" in job.log, job.log[-3000:]
+    for rank in range(4):
+        doc = load(job.run_dir / f"prov_uneven_rank{rank}.json")
+        act = {k: literal(v) for k, v in doc["activity"][f"run:rank{rank}"].items()}
+        assert (act["yprov:events_spilled"], act["yprov:status"]) == (0, "finished")
+        assert entity(doc, f"run:rank{rank}.metric.loss.training")["yprov:count"] == _done(job, rank)[0]
+    report = json.loads((job.run_dir / "merge_report.json").read_text())
+    assert not [g for g in report["telemetry_gaps"] if g["node"] == "node1"], report["telemetry_gaps"]
 
 
 # Handles SIGUSR1 as Lightning's requeue support does (here: logs on for 1 s, then ends its run
