@@ -27,7 +27,8 @@ from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
 from yprov_hpc.rank.discovery import node_name
 
-from .sidecar import STOP_SIGNALS, WARNING_SIGNALS, Sidecar, SidecarSettings
+from .early import STOP_SIGNALS, WARNING_SIGNALS
+from .sidecar import Sidecar, SidecarSettings
 
 _KNOWN_SAMPLERS = ("system", "rapl", "nvml")
 

@@ -62,26 +62,33 @@ class Lifetime:
     _byes_seen: int = 0
     _since: float | None = None
     ending: bool = False  # a deferred SIGTERM: stop as an embedded sidecar would, once the ranks end
+    # the job's aggregator: a stop by the rank rules also waits until the other nodes' sidecars
+    # have stopped (their ready files gone), or nothing was forwarded to it for this long (a
+    # forwarder killed -9 leaves its ready file); None: not an aggregator
+    forwarders_quiet_s: float | None = None
+    own_ready: Path | None = None  # this sidecar's ready file (the others' are the forwarders')
+    _held: bool = False  # the rank rules say stop, the forwarders not yet: check at the normal pace
 
     def __post_init__(self) -> None:
         self._dir = _dir_id(self.layout.journal_dir)
 
-    def end_requested(self) -> bool:
+    def end_requested(self) -> None:
         """The job is ending (a SIGTERM the sidecar defers): from now on it stops by the
         embedded rules, or at once if no rank said hello; the next check comes at once.
-        True the first time only."""
-        first = not self.ending
+        (Called from a signal handler: sets fields only.)"""
         self.ending, self._last_check = True, 0.0
-        return first
 
     def wait_ms(self, idle_ms: int) -> int:
         """How long the loop may wait for a message: ``idle_ms``, or SETTLE_CHECK_S while the
         stop is settling (every rank said bye or ended: the done markers are due any moment)."""
-        return idle_ms if self._since is None else int(SETTLE_CHECK_S * 1000)
+        return idle_ms if self._since is None or self._held else int(SETTLE_CHECK_S * 1000)
 
-    def check(self, table: RankTable, last_message: float, now: float) -> str | None:
-        """The reason to stop now, or None to keep serving."""
-        every = SETTLE_CHECK_S if self._since is not None else PID_CHECK_S
+    def check(
+        self, table: RankTable, last_message: float, now: float, last_forwarded: float | None = None
+    ) -> str | None:
+        """The reason to stop now, or None to keep serving. ``last_forwarded``: when the job's
+        aggregator last heard from another node's sidecar (``forwarders_quiet_s``)."""
+        every = SETTLE_CHECK_S if self._since is not None and not self._held else PID_CHECK_S
         if now - self._last_check < every and table.byes == self._byes_seen:
             return None  # checked at most every PID_CHECK_S (often while settling), at once after a bye
         self._last_check, self._byes_seen = now, table.byes
@@ -93,6 +100,28 @@ class Lifetime:
         table.check_processes()  # writes the lost markers of ranks that died without bye
         if not (self.embedded or self.ending):
             return None
+        reason = self._by_the_ranks(table, last_message, now)
+        self._held = False
+        if reason is None or self.forwarders_quiet_s is None or last_forwarded is None:
+            return reason
+        if not self._forwarders_running():
+            return f"{reason}; the other nodes' sidecars have stopped"
+        if now - last_forwarded >= self.forwarders_quiet_s:
+            return f"{reason}; the other nodes' sidecars quiet for {self.forwarders_quiet_s:.0f} s"
+        self._held, self.ranks_ended = True, False  # they still forward (samples, at least)
+        return None
+
+    def _forwarders_running(self) -> bool:
+        """Whether another node's sidecar of this run still has its ready file."""
+        try:
+            names = [e.name for e in os.scandir(self.layout.journal_dir)]
+        except OSError:
+            return True  # unknown: the quiet rule decides
+        own = self.own_ready.name if self.own_ready is not None else None
+        return any(n.startswith("sidecar-") and n.endswith(".json") and n != own for n in names)
+
+    def _by_the_ranks(self, table: RankTable, last_message: float, now: float) -> str | None:
+        """The embedded rules (and, once the job is ending, no rank at all)."""
         if not table.ranks and self.ending:
             return "the job is ending and no rank of this node said hello"
         if not table.ranks:

@@ -37,6 +37,7 @@ from yprov_hpc.wire.records import NODE_RANK, BatchHeader, Kind
 
 from . import early
 from .aggregator import AggregatorEndpoint, Forwarder
+from .early import WARNING_SIGNALS
 from .ingest import SOCKET_MAX_MESSAGE_BYTES, BatchIngest, JournalSink
 from .lifetime import Lifetime, final_merge, prewarm_merge
 from .rank_table import RankTable
@@ -46,14 +47,12 @@ from .status import LiveStatus
 
 log = logging.getLogger("yprov_daemon")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # drain, fsync, exit 0
-WARNING_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # Slurm's --signal warning: logged, not a stop
-
 RCVHWM = 100_000  # messages queued per connected rank: bounds memory under a flood
 KEYS_WAIT_S = 30.0  # a forwarding sidecar waits this long for the job's keys
 FORWARD_FINISH_S = 3.0  # and at stop, this long for the aggregator's last acks
 # the job's aggregator stops by the rules (its own ranks ended) once nothing was forwarded to it
-# for this long: a forwarding sidecar sends its node's samples every interval while it runs
+# for this long (or 3 sample intervals, if longer): a forwarding sidecar sends its node's
+# samples every interval while it runs
 FORWARDERS_QUIET_S = 5.0
 
 
@@ -102,9 +101,12 @@ class Sidecar:
     _stream: int = field(default_factory=lambda: secrets.randbits(63))
     _seq: int = 0
     _forwarder: Forwarder | None = None
-    _warned: set[int] = field(default_factory=set)
+    _warnings: set[int] = field(default_factory=set)  # warning signals received
+    _warned: set[int] = field(default_factory=set)  # ... and logged
     _term_ns: int | None = None  # when a SIGTERM the sidecar defers came
     _term_noted: bool = False
+    _stop_signal: int = 0  # the signal that stopped the sidecar
+    _stop_said: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -113,8 +115,15 @@ class Sidecar:
         self.ingest = BatchIngest(self.sink, self._on_batch)
         self.status = LiveStatus(self.settings.layout, self.settings.node, self.settings.interval_s)
         self.lifetime = Lifetime(s.layout, s.embedded, s.idle_timeout_s)
+        if s.aggregate:  # forwarders send samples every interval: quiet for 3 of them is gone
+            self.lifetime.forwarders_quiet_s = max(FORWARDERS_QUIET_S, 3 * s.interval_s)
+            self.lifetime.own_ready = s.layout.sidecar_info(s.node)
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    # Signal handlers only set fields: they run between any two bytecodes of the main thread,
+    # logging among them (a log call from a handler can meet the stream's own write: "reentrant
+    # call"). The loop says what they did (``_say_signals``).
+
+    def _on_signal(self, signum: int, _frame: FrameType | None, at_ns: int | None = None) -> None:
         if self._stop:  # the same stop again (Slurm resends a step signal a slow node missed)
             return
         if signum == signal.SIGTERM and self.settings.term_waits_for_ranks:
@@ -123,20 +132,28 @@ class Sidecar:
             # they have ended, on SIGINT (the batch script's stop), or by Slurm's SIGKILL. The
             # job's aggregator also waits until the other nodes' sidecars have gone quiet.
             if self._term_ns is None:
-                self._term_ns = time.time_ns()
+                self._term_ns = at_ns or time.time_ns()
                 self.lifetime.end_requested()
             return
-        log.info("signal %d (%s): draining and stopping", signum, signal.Signals(signum).name)
-        self._stop = True
-        self.stop_reason = f"signal {signum}"
+        self._stop, self._stop_signal, self.stop_reason = True, signum, f"signal {signum}"
 
     def _on_warning(self, signum: int, _frame: FrameType | None) -> None:
         # `--signal=USR1@N` without `B:` sends the time-limit warning to every step's tasks, the
         # sidecars' too; it is for the training (Lightning requeues on it). The node keeps being
         # served and sampled until the training has ended and the sidecar is stopped.
-        if signum not in self._warned:
+        self._warnings.add(signum)
+
+    def _say_signals(self) -> None:
+        """Log, once each, what the signal handlers did since the last call."""
+        for signum in sorted(self._warnings - self._warned):
             self._warned.add(signum)
             log.info("signal %s: not a stop for the sidecar; serving on", signal.Signals(signum).name)
+        if self._term_ns is not None and not self._term_noted:
+            self._note_term()
+        if self._stop_signal and not self._stop_said:
+            self._stop_said = True
+            name = signal.Signals(self._stop_signal).name
+            log.info("signal %d (%s): draining and stopping", self._stop_signal, name)
 
     def _bind(self, ctx: zmq.Context[Any]) -> Any:
         s = self.settings
@@ -162,12 +179,13 @@ class Sidecar:
         s = self.settings
         ctx: zmq.Context[Any] = zmq.Context()
         sock = self._bind(ctx)
-        for sig in STOP_SIGNALS:
+        early.catch()  # (done already by python -m yprov_daemon: then this changes nothing)
+        for sig in early.stop_signals():
             signal.signal(sig, self._on_signal)
         for sig in WARNING_SIGNALS:
             signal.signal(sig, self._on_warning)
-        for signum in early.take():  # a stop signal that came while the sidecar started
-            self._on_signal(signum, None)
+        for signum, at_ns in early.take():  # a stop signal that came while the sidecar started
+            self._on_signal(signum, None, at_ns)
         aggregator = self._start_links(ctx)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -194,23 +212,19 @@ class Sidecar:
                 )
                 if self._forwarder is not None:
                     self._forwarder.poll()
-                if self._term_ns is not None and not self._term_noted:
-                    self._note_term()
-                now = time.monotonic()
-                reason = self.lifetime.check(self.ranks, self.ingest.last_message, now)
-                if reason is not None and aggregator is not None:
-                    if now - aggregator.last_message < FORWARDERS_QUIET_S:
-                        reason = None  # the other nodes' sidecars still forward (samples, at least)
-                    else:
-                        reason += f"; the other nodes' sidecars quiet for {FORWARDERS_QUIET_S:.0f} s"
+                self._say_signals()
+                last_forwarded = aggregator.last_message if aggregator is not None else None
+                reason = self.lifetime.check(
+                    self.ranks, self.ingest.last_message, time.monotonic(), last_forwarded
+                )
                 if reason is not None:
                     log.info("stopping: %s", reason)
                     self._stop, self.stop_reason = True, reason  # a later signal changes nothing
                     break
+            self._say_signals()
             self.ingest.drain(sock)  # a last drain after a signal
         finally:
-            if self._term_ns is not None and not self._term_noted:
-                self._note_term()
+            self._say_signals()
             self._stop_samplers()
             self._journal_samples()
             self.sink.close()
@@ -232,8 +246,9 @@ class Sidecar:
         if s.aggregate:
             log.info(
                 "signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end and "
-                "the other nodes' sidecars (this is the job's aggregator) are quiet for %.0f s",
-                FORWARDERS_QUIET_S,
+                "the other nodes' sidecars (this is the job's aggregator) have stopped, or are "
+                "quiet for %.0f s",
+                self.lifetime.forwarders_quiet_s,
             )
         else:
             log.info("signal 15 (SIGTERM): the job is ending; serving on until this node's ranks end")
@@ -311,7 +326,9 @@ class Sidecar:
         if s.forward:
             key = keys_dir(s.layout) / "sidecar.key_secret"
             deadline = time.monotonic() + KEYS_WAIT_S
-            while not key.exists() and time.monotonic() < deadline:  # the aggregator makes them
+            while (
+                not key.exists() and time.monotonic() < deadline and not self._stop
+            ):  # the aggregator makes them
                 time.sleep(0.05)
             if key.exists():
                 self._forwarder = Forwarder(ctx, s.layout, s.node, s.forward)

@@ -89,8 +89,10 @@ def entity(doc: dict[str, Any], ident: str) -> dict[str, Any]:
 
 
 def python_env() -> dict[str, str]:
-    """Environment for subprocesses running this checkout's python."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YPROV_")}
+    """Environment for subprocesses running this checkout's python (not inside a Slurm step,
+    even when the tests run in one: the tests that want a step say so)."""
+    skip = ("SLURM_JOB_ID", "SLURM_STEP_ID")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YPROV_") and k not in skip}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env

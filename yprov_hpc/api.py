@@ -31,6 +31,7 @@ _active: Run | None = None
 _ended: bool = False
 _hooks_installed = False
 _previous_sigterm: Any = None
+_in_sigterm = False  # the SIGTERM handler is running (a second SIGTERM is then dropped)
 
 
 def _require(call: str) -> Run:
@@ -226,19 +227,28 @@ def log_dataset(dataset: Any, label: str, context: Context | str | None = None) 
 
 # --- process hooks: SIGTERM, interpreter exit, fork -----------------------------------------
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    run = _active
-    if run is not None and run.active:
-        log.warning("yprov: SIGTERM: ending the run so that everything logged so far is kept")
-        try:
-            end_run_with_status("killed")
-        except Exception:
-            log.exception("yprov: could not end the run on SIGTERM")
-    previous = _previous_sigterm
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    global _in_sigterm
+    if _in_sigterm:
+        # the same SIGTERM again while the first is handled (the batch shell's, passed on by
+        # srun and by the batch script): ending the run is under way, and it must not be cut
+        return
+    _in_sigterm = True
+    try:
+        run = _active
+        if run is not None and run.active:
+            log.warning("yprov: SIGTERM: ending the run so that everything logged so far is kept")
+            try:
+                end_run_with_status("killed")
+            except Exception:
+                log.exception("yprov: could not end the run on SIGTERM")
+        previous = _previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        _in_sigterm = False
 
 
 def end_run_with_status(status: str) -> RunReport | None:

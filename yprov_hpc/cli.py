@@ -99,8 +99,11 @@ def main() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def sidecar(args: tuple[str, ...]) -> None:
     """Run a node sidecar (see `yprov sidecar --help`)."""
-    # The sidecar is its own process (package yprov_daemon); yprov_hpc never imports it.
-    os.execv(sys.executable, [sys.executable, "-m", "yprov_daemon", *args])
+    # The sidecar is its own process (package yprov_daemon); yprov_hpc never imports it. The
+    # `yprov` command itself gets here without this module (yprov_hpc._entry).
+    from yprov_hpc._entry import exec_sidecar
+
+    exec_sidecar(args)
 
 
 @main.command()

@@ -92,13 +92,12 @@ while True:
 """
 
 
-def test_sigterm_of_a_rank_keeps_its_events(tmp_path: Path) -> None:
-    """A rank stopped by SIGTERM (as Slurm does) still has every event up to the signal in the output."""
+def _looping_rank(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """A rank logging in a loop, once it printed step 1000 or more; the last step it printed."""
     script = tmp_path / "loop.py"
     script.write_text(_LOOP)
-    save = tmp_path / "prov"
     proc = subprocess.Popen(
-        [PYTHON, str(script), str(save)], env=python_env(), stdout=subprocess.PIPE, text=True
+        [PYTHON, str(script), str(tmp_path / "prov")], env=python_env(), stdout=subprocess.PIPE, text=True
     )
     last = -1
     assert proc.stdout is not None
@@ -106,14 +105,39 @@ def test_sigterm_of_a_rank_keeps_its_events(tmp_path: Path) -> None:
         last = int(line)
         if last >= 1000:
             break
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGTERM  # the default action still happens after the flush
-    (doc_path,) = save.glob("*/prov_sigterm_rank0.json")
+    return proc, last
+
+
+def _kept_up_to(tmp_path: Path, last: int) -> None:
+    """The rank's document has every point up to ``last``, gapless, and says killed."""
+    (doc_path,) = (tmp_path / "prov").glob("*/prov_sigterm_rank0.json")
     doc = load(doc_path)
     loss = entity(doc, "run:rank0.metric.loss.training")
     assert loss["yprov:last_step"] >= last and loss["yprov:count"] == loss["yprov:last_step"] + 1
     assert literal(doc["activity"]["run:rank0"]["yprov:status"]) == "killed"
+
+
+def test_sigterm_of_a_rank_keeps_its_events(tmp_path: Path) -> None:
+    """A rank stopped by SIGTERM (as Slurm does) still has every event up to the signal in the output."""
+    proc, last = _looping_rank(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGTERM  # the default action still happens after the flush
+    _kept_up_to(tmp_path, last)
+
+
+def test_sigterm_again_while_the_run_ends_keeps_its_events(tmp_path: Path) -> None:
+    """SIGTERM again and again while the first one ends the run (a step signal can reach a
+    task twice): the run still ends whole, status killed, every event up to the signal kept;
+    then the default action."""
+    proc, last = _looping_rank(tmp_path)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    _kept_up_to(tmp_path, last)
 
 
 _FORK = """

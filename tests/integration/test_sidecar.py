@@ -182,3 +182,32 @@ def test_another_user_cannot_connect_to_the_socket(
     assert out.stdout.strip() == "refused", out.stdout + out.stderr
     me = subprocess.run([system_python, "-c", code, path], capture_output=True, text=True, timeout=30)
     assert me.stdout.strip() == "connected"  # the owner can: the refusal is about the user
+
+
+def test_a_sidecar_started_under_nohup_ignores_sighup(tmp_path: Path) -> None:
+    """SIGHUP stops a sidecar, unless it was started ignoring it (``nohup yprov sidecar ...``):
+    then a closed terminal does not stop it; SIGTERM still does."""
+    run_dir = tmp_path / "exp_r1"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "yprov_daemon", "--run-dir", str(run_dir), "--node", "n0", "--samplers", "none"],
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+    )
+    ready = run_dir / "journal" / "sidecar-n0.json"
+    try:
+        deadline = time.monotonic() + 15
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "sidecar not ready"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None, "SIGHUP stopped a sidecar started under nohup"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and b"(SIGTERM): draining and stopping" in out, out.decode()[-2000:]
