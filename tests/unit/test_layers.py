@@ -38,6 +38,7 @@ _TOP_LEVEL = {
     "finalize": "finalize",
     "api": "api",
     "cli": "cli",
+    "_entry": "cli",  # the `yprov` command's entry point (execs the sidecar, else imports cli)
     "__init__": "api",
     "compat": "api",
     "wrappers": "api",
