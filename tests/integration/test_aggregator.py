@@ -83,12 +83,19 @@ def _try_forward(
     """Send one forwarded batch; True if the aggregator acked it within ``wait_ms``."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    # a refused handshake can end the connection's pipe before the send: a DEALER with no pipe
+    # blocks on send (on a busy machine this hung the test until its 300 s timeout)
+    sock.setsockopt(zmq.SNDTIMEO, wait_ms)
     if keys is not None:
         sock.curve_publickey, sock.curve_secretkey = keys
         sock.curve_serverkey = server_public
     sock.connect(endpoint)
     header, body = encode_batch("r1", 0, "intruder", 5, 0, [(4, 1, "x", 1.0, None, 0)], 1)
-    sock.send_multipart([FORWARD, b"intruder", header, body, (7).to_bytes(8, "little")])
+    try:
+        sock.send_multipart([FORWARD, b"intruder", header, body, (7).to_bytes(8, "little")])
+    except zmq.Again:  # nowhere to send: the aggregator dropped the connection
+        sock.close()
+        return False
     acked = bool(sock.poll(wait_ms, zmq.POLLIN))
     sock.close()
     return acked
