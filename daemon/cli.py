@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import re
 import signal
 import sys
 from pathlib import Path
@@ -25,7 +23,7 @@ from yprov_hpc.core.config import (
 )
 from yprov_hpc.core.errors import ConfigError
 from yprov_hpc.core.layout import RunLayout
-from yprov_hpc.rank.discovery import node_name
+from yprov_hpc.rank.discovery import in_slurm_step, node_name
 
 from .early import STOP_SIGNALS, WARNING_SIGNALS
 from .sidecar import Sidecar, SidecarSettings
@@ -65,11 +63,6 @@ def _check_settings(nvml_module: str | None) -> None:
                 err=True,
             )
             sys.exit(2)
-
-
-def _in_slurm_step() -> bool:
-    """Launched by srun (a job step's task): Slurm's SLURM_JOB_ID and SLURM_STEP_ID are numbers."""
-    return all(re.fullmatch(r"[0-9]{1,20}", os.environ.get(v, "")) for v in ("SLURM_JOB_ID", "SLURM_STEP_ID"))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -198,7 +191,7 @@ def main(
         nvml_module=nvml_module,
         aggregate=aggregate,
         forward=forward if forward != aggregate else None,
-        term_waits_for_ranks=on_sigterm == "wait" or (on_sigterm == "auto" and _in_slurm_step()),
+        term_waits_for_ranks=on_sigterm == "wait" or (on_sigterm == "auto" and in_slurm_step()),
     )
     code = Sidecar(settings).serve()
     # Stopped: a stop signal that comes again now must not kill the exiting process (Python

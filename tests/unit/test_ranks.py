@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yprov_hpc.rank.discovery import Placement, discover, shared_run_key
+from yprov_hpc.rank.discovery import Placement, discover, in_slurm_step, shared_run_key
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +160,23 @@ def test_a_rank_without_its_world_size_is_not_a_lone_process() -> None:
     assert len(keys) == 1 and next(iter(keys)).startswith("job-")
     lone = discover(env={})
     assert lone.world_size_known and shared_run_key(lone, env={}) is None
+
+
+@pytest.mark.parametrize(
+    ("job", "step", "inside"),
+    [
+        ("4242", "1", True),
+        ("4242", "4294967294", True),  # the batch or extern step's id on some versions
+        ("4242", "", False),  # the batch shell (no step id on 22.05)
+        ("", "1", False),
+        ("４２", "1", False),  # full-width digits: not Slurm's
+        ("4242", "1\n", False),
+        (" 4242", "1", False),
+        ("9" * 21, "1", False),
+        ("-1", "1", False),
+    ],
+)
+def test_in_slurm_step_reads_only_plain_numbers(job: str, step: str, inside: bool) -> None:
+    """The sidecar's 'inside a Slurm step' (its SIGTERM waits for the ranks there) trusts the
+    variables only as ASCII numbers of at most 20 digits."""
+    assert in_slurm_step({"SLURM_JOB_ID": job, "SLURM_STEP_ID": step}) is inside

@@ -23,7 +23,7 @@ from typing import Any
 
 from yprov_hpc.core.proc import create_time
 
-__all__ = ["Placement", "discover", "shared_run_key"]
+__all__ = ["Placement", "discover", "in_slurm_step", "shared_run_key"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,14 @@ def _from_mpi4py() -> tuple[int, int] | None:
     except Exception:
         return None
     return None
+
+
+def in_slurm_step(env: Mapping[str, str] | None = None) -> bool:
+    """Launched by srun (a job step's task): Slurm's SLURM_JOB_ID and SLURM_STEP_ID are numbers
+    (ASCII digits only: the variables are untrusted)."""
+    env = os.environ if env is None else env
+    values = (env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", ""))
+    return all(v.isascii() and v.isdigit() and len(v) <= 20 for v in values)
 
 
 def node_name(env: Mapping[str, str] | None = None) -> str:
